@@ -1,0 +1,119 @@
+//! Produce: validate each partition's batch and append it verbatim.
+//!
+//! Each partition succeeds or fails on its own; one bad batch never costs
+//! the others in the same request.
+
+use crate::broker::{Broker, LEADER_EPOCH};
+use crate::protocol::ErrorCode;
+use crate::protocol::messages::produce::{
+    PartitionProduceData, PartitionProduceResponse, ProduceRequest, ProduceResponse, TopicProduceResponse,
+};
+use crate::protocol::record_batch::validate_produced_batch;
+
+/// First version whose record sets are record batches v2.
+const FIRST_SERVED_VERSION: i16 = 3;
+
+pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> Option<ProduceResponse> {
+    let refusal = if version < FIRST_SERVED_VERSION {
+        // Advertised only so that librdkafka < 2.11 enables compression
+        // (it checks for Produce v0); Kafka 4.0 does the same.
+        Some((
+            ErrorCode::UnsupportedVersion,
+            "produce v0-v2 (message format v0/v1) is not supported; use v3+".to_string(),
+        ))
+    } else if !(-1..=1).contains(&request.acks) {
+        Some((
+            ErrorCode::InvalidRequiredAcks,
+            format!("acks must be -1, 0 or 1, not {}", request.acks),
+        ))
+    } else if request.transactional_id.is_some() {
+        Some((
+            ErrorCode::InvalidRecord,
+            "transactional producers are not supported yet".to_string(),
+        ))
+    } else {
+        None
+    };
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| TopicProduceResponse {
+            name: topic.name.clone(),
+            partition_responses: topic
+                .partition_data
+                .iter()
+                .map(|data| match &refusal {
+                    Some((code, message)) => failed(data.index, *code, message.clone()),
+                    None => append(broker, version, &topic.name, data),
+                })
+                .collect(),
+        })
+        .collect();
+    broker.appended.notify_waiters();
+    // acks=0: the client reads no response, so none is sent (Kafka does the same).
+    (request.acks != 0).then(|| ProduceResponse {
+        responses,
+        ..Default::default()
+    })
+}
+
+fn failed(index: i32, code: ErrorCode, message: String) -> PartitionProduceResponse {
+    PartitionProduceResponse {
+        index,
+        error_code: code.code(),
+        base_offset: -1,
+        error_message: Some(message),
+        ..Default::default()
+    }
+}
+
+fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProduceData) -> PartitionProduceResponse {
+    let Some(topic) = broker.topic(topic_name) else {
+        return failed(
+            data.index,
+            ErrorCode::UnknownTopicOrPartition,
+            format!("unknown topic {topic_name}"),
+        );
+    };
+    let Some(partition) = topic.partition(data.index) else {
+        return failed(
+            data.index,
+            ErrorCode::UnknownTopicOrPartition,
+            format!("{topic_name} has no partition {}", data.index),
+        );
+    };
+    let header = match validate_produced_batch(data.records.as_ref(), version, broker.config().message_max_bytes) {
+        Ok(header) => header,
+        Err(e) => {
+            tracing::debug!(topic = topic_name, partition = data.index, error = %e, "refused a batch");
+            return failed(data.index, e.error_code(), e.to_string());
+        }
+    };
+    if header.producer_id >= 0 {
+        return failed(
+            data.index,
+            ErrorCode::InvalidRecord,
+            "idempotent producers are not supported yet; set enable.idempotence=false".to_string(),
+        );
+    }
+    let records = data.records.as_ref().expect("validated batches are present");
+    let mut log = partition.log();
+    match log.append(records, &header, LEADER_EPOCH) {
+        Ok(appended) => PartitionProduceResponse {
+            index: data.index,
+            error_code: ErrorCode::None.code(),
+            base_offset: appended.base_offset,
+            log_append_time_ms: -1,
+            log_start_offset: log.log_start_offset(),
+            ..Default::default()
+        },
+        Err(e) => {
+            tracing::error!(topic = topic_name, partition = data.index, error = %e, "append failed");
+            failed(
+                data.index,
+                ErrorCode::KafkaStorageError,
+                "the broker could not write the batch".to_string(),
+            )
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Topics and partitions as the broker serves them: each partition's log
+//! behind its own lock, so appends to different partitions never wait on
+//! each other.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use uuid::Uuid;
+
+use crate::storage::PartitionLog;
+
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<Partition>,
+}
+
+pub struct Partition {
+    pub index: i32,
+    log: Mutex<PartitionLog>,
+}
+
+impl Partition {
+    pub fn new(index: i32, log: PartitionLog) -> Self {
+        Partition {
+            index,
+            log: Mutex::new(log),
+        }
+    }
+
+    /// The partition's log. Held only for synchronous work, never across an
+    /// await; a panic while holding it cannot leave the log half-updated
+    /// (appends update memory only after the write succeeded), so a poisoned
+    /// lock is still usable.
+    pub fn log(&self) -> MutexGuard<'_, PartitionLog> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Partition> {
+        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// Kafka's topic name rules (`org.apache.kafka.common.internals.Topic`):
+/// 1 to 249 characters from `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name cannot be \"{name}\""));
+    }
+    if name.len() > 249 {
+        return Err(format!("topic name is {} characters; the maximum is 249", name.len()));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name contains {bad:?}; allowed are ASCII letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-2").is_ok());
+        assert!(validate_topic_name(&"a".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+        for bad in ["", ".", "..", "with space", "slash/", "ünicode"] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+}

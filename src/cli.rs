@@ -1,0 +1,155 @@
+//! Command-line interface: `minikafka broker` and its flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use minikafka::BrokerConfig;
+use minikafka::config::{MESSAGE_MAX_BYTES_DEFAULT, SOCKET_REQUEST_MAX_BYTES_DEFAULT};
+
+#[derive(Parser)]
+#[command(
+    name = "minikafka",
+    version,
+    about = "A single-binary, Kafka wire-protocol compatible broker"
+)]
+struct Cli {
+    /// Log level (any RUST_LOG filter); RUST_LOG, when set, wins.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Broker(BrokerArgs),
+}
+
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// Address to listen on, host:port (repeatable). A host that resolves to
+    /// several addresses is bound on each. Default: 127.0.0.1:9092 and
+    /// [::1]:9092, since clients may resolve localhost to either.
+    #[arg(long = "listen", value_name = "HOST:PORT")]
+    listen: Vec<String>,
+    /// host:port that Metadata tells clients to connect to. Default: the host
+    /// and port of the first --listen, or localhost:9092 with the default
+    /// listeners.
+    #[arg(long, value_name = "HOST:PORT")]
+    advertised_listener: Option<String>,
+    /// Directory holding the logs and the cluster identity.
+    #[arg(long, value_name = "DIR", default_value = "minikafka-data")]
+    data_dir: PathBuf,
+    /// Keep everything in memory; nothing is written to disk.
+    #[arg(long, conflicts_with = "data_dir")]
+    in_memory: bool,
+    /// Partitions of an auto-created topic (Kafka's num.partitions).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    num_partitions: i32,
+    /// Create topics that clients ask Metadata for (Kafka's auto.create.topics.enable).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    auto_create_topics: bool,
+    /// This node's id.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..))]
+    node_id: i32,
+    /// Largest request frame accepted, in bytes (Kafka's socket.request.max.bytes).
+    #[arg(long, default_value_t = SOCKET_REQUEST_MAX_BYTES_DEFAULT)]
+    socket_request_max_bytes: usize,
+    /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
+    #[arg(long, default_value_t = MESSAGE_MAX_BYTES_DEFAULT)]
+    message_max_bytes: usize,
+}
+
+impl BrokerArgs {
+    fn into_config(self) -> BrokerConfig {
+        let defaults = BrokerConfig::default();
+        let (listeners, advertised_listener) = if self.listen.is_empty() {
+            (
+                defaults.listeners,
+                self.advertised_listener.or(defaults.advertised_listener),
+            )
+        } else {
+            (self.listen, self.advertised_listener)
+        };
+        BrokerConfig {
+            listeners,
+            advertised_listener,
+            data_dir: (!self.in_memory).then_some(self.data_dir),
+            num_partitions: self.num_partitions,
+            auto_create_topics: self.auto_create_topics,
+            node_id: self.node_id,
+            socket_request_max_bytes: self.socket_request_max_bytes,
+            message_max_bytes: self.message_max_bytes,
+        }
+    }
+}
+
+fn init_tracing(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Broker(args) => runtime.block_on(run_broker(args.into_config())),
+    }
+}
+
+async fn run_broker(config: BrokerConfig) -> ExitCode {
+    let handle = match minikafka::start(config).await {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the broker");
+            return ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// SIGINT or SIGTERM, whichever comes first.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = sigterm.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the broker");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! What a broker is started with. The CLI fills it from flags; embedding
+//! programs and tests fill it directly.
+
+use std::path::PathBuf;
+
+/// Kafka's `socket.request.max.bytes` default: 100 MiB.
+pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: usize = 100 * 1024 * 1024;
+/// Kafka's `message.max.bytes` default (1 MiB plus record batch overhead).
+pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Addresses to listen on, as `host:port` (a host may resolve to several).
+    pub listeners: Vec<String>,
+    /// `host:port` that Metadata tells clients to connect to. `None`: the
+    /// host given to the first listener and the port it actually bound.
+    pub advertised_listener: Option<String>,
+    /// Where the logs live; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Partitions of an auto-created topic (Kafka's `num.partitions`).
+    pub num_partitions: i32,
+    /// Kafka's `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// This node's id, the leader of every partition.
+    pub node_id: i32,
+    /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
+    pub socket_request_max_bytes: usize,
+    /// Largest record batch accepted (Kafka's `message.max.bytes`).
+    pub message_max_bytes: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listeners: vec!["127.0.0.1:9092".into(), "[::1]:9092".into()],
+            advertised_listener: Some("localhost:9092".into()),
+            data_dir: Some(PathBuf::from("minikafka-data")),
+            num_partitions: 1,
+            auto_create_topics: true,
+            node_id: 0,
+            socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
+            message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// A broker on an ephemeral loopback port, advertising the port it gets:
+    /// what a test or an embedding program usually wants.
+    pub fn ephemeral(data_dir: Option<PathBuf>) -> Self {
+        BrokerConfig {
+            listeners: vec!["127.0.0.1:0".into()],
+            advertised_listener: None,
+            data_dir,
+            ..BrokerConfig::default()
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The one table of what we serve: it drives request dispatch, the
+//! ApiVersions answer and the README's table (a test keeps the README equal).
+
+/// An API this broker serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i16)]
+pub enum ApiKey {
+    Produce = 0,
+    Fetch = 1,
+    ListOffsets = 2,
+    Metadata = 3,
+    ApiVersions = 18,
+    OffsetForLeaderEpoch = 23,
+}
+
+/// Versions we advertise for one API, and where its flexible versions start.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiSpec {
+    pub key: ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+    /// First flexible version (compact encodings, tagged fields, header v2).
+    pub flexible_from: i16,
+    /// One line for the README: what the versions mean for clients.
+    pub note: &'static str,
+}
+
+impl ApiSpec {
+    pub fn supports(&self, version: i16) -> bool {
+        (self.min_version..=self.max_version).contains(&version)
+    }
+
+    pub fn is_flexible(&self, version: i16) -> bool {
+        version >= self.flexible_from
+    }
+}
+
+/// Every API we serve, in api-key order.
+pub const SUPPORTED_APIS: &[ApiSpec] = &[
+    ApiSpec {
+        key: ApiKey::Produce,
+        min_version: 0,
+        max_version: 11,
+        flexible_from: 9,
+        note: "v3+ served (record batch v2); v0-v2 advertised for old librdkafka's compression check and answered with UNSUPPORTED_VERSION",
+    },
+    ApiSpec {
+        key: ApiKey::Fetch,
+        min_version: 4,
+        max_version: 17,
+        flexible_from: 12,
+        note: "v4 is the oldest librdkafka needs for record batch v2; v13+ by topic id; no fetch sessions (session id 0); long polling",
+    },
+    ApiSpec {
+        key: ApiKey::ListOffsets,
+        min_version: 0,
+        max_version: 10,
+        flexible_from: 6,
+        note: "earliest, latest, by timestamp, max timestamp (v7+)",
+    },
+    ApiSpec {
+        key: ApiKey::Metadata,
+        min_version: 0,
+        max_version: 12,
+        flexible_from: 9,
+        note: "auto-creates topics (v4+ when asked; always before v4)",
+    },
+    ApiSpec {
+        key: ApiKey::ApiVersions,
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 3,
+        note: "newer versions are answered in v0 with UNSUPPORTED_VERSION (KIP-511)",
+    },
+    ApiSpec {
+        key: ApiKey::OffsetForLeaderEpoch,
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 4,
+        note: "one node: leader epoch 0 forever, ending at the log end offset",
+    },
+];
+
+impl ApiKey {
+    /// The key for a served API, or `None`.
+    pub fn from_i16(key: i16) -> Option<ApiKey> {
+        SUPPORTED_APIS.iter().map(|spec| spec.key).find(|k| *k as i16 == key)
+    }
+
+    pub fn spec(self) -> &'static ApiSpec {
+        SUPPORTED_APIS
+            .iter()
+            .find(|spec| spec.key == self)
+            .expect("every ApiKey variant has a row in SUPPORTED_APIS")
+    }
+
+    pub fn name(self) -> &'static str {
+        api_name(self as i16).unwrap_or("?")
+    }
+}
+
+/// Kafka's name for any api key, served or not (for log lines).
+pub fn api_name(key: i16) -> Option<&'static str> {
+    const NAMES: &[&str] = &[
+        "Produce",
+        "Fetch",
+        "ListOffsets",
+        "Metadata",
+        "LeaderAndIsr",
+        "StopReplica",
+        "UpdateMetadata",
+        "ControlledShutdown",
+        "OffsetCommit",
+        "OffsetFetch",
+        "FindCoordinator",
+        "JoinGroup",
+        "Heartbeat",
+        "LeaveGroup",
+        "SyncGroup",
+        "DescribeGroups",
+        "ListGroups",
+        "SaslHandshake",
+        "ApiVersions",
+        "CreateTopics",
+        "DeleteTopics",
+        "DeleteRecords",
+        "InitProducerId",
+        "OffsetForLeaderEpoch",
+        "AddPartitionsToTxn",
+        "AddOffsetsToTxn",
+        "EndTxn",
+        "WriteTxnMarkers",
+        "TxnOffsetCommit",
+        "DescribeAcls",
+        "CreateAcls",
+        "DeleteAcls",
+        "DescribeConfigs",
+        "AlterConfigs",
+        "AlterReplicaLogDirs",
+        "DescribeLogDirs",
+        "SaslAuthenticate",
+        "CreatePartitions",
+        "CreateDelegationToken",
+        "RenewDelegationToken",
+        "ExpireDelegationToken",
+        "DescribeDelegationToken",
+        "DeleteGroups",
+        "ElectLeaders",
+        "IncrementalAlterConfigs",
+        "AlterPartitionReassignments",
+        "ListPartitionReassignments",
+        "OffsetDelete",
+        "DescribeClientQuotas",
+        "AlterClientQuotas",
+        "DescribeUserScramCredentials",
+        "AlterUserScramCredentials",
+        "Vote",
+        "BeginQuorumEpoch",
+        "EndQuorumEpoch",
+        "DescribeQuorum",
+        "AlterPartition",
+        "UpdateFeatures",
+        "Envelope",
+        "FetchSnapshot",
+        "DescribeCluster",
+        "DescribeProducers",
+        "BrokerRegistration",
+        "BrokerHeartbeat",
+        "UnregisterBroker",
+        "DescribeTransactions",
+        "ListTransactions",
+        "AllocateProducerIds",
+        "ConsumerGroupHeartbeat",
+        "ConsumerGroupDescribe",
+        "ControllerRegistration",
+        "GetTelemetrySubscriptions",
+        "PushTelemetry",
+        "AssignReplicasToDirs",
+        "ListClientMetricsResources",
+        "DescribeTopicPartitions",
+        "ShareGroupHeartbeat",
+        "ShareGroupDescribe",
+        "ShareFetch",
+        "ShareAcknowledge",
+        "AddRaftVoter",
+        "RemoveRaftVoter",
+        "UpdateRaftVoter",
+        "InitializeShareGroupState",
+        "ReadShareGroupState",
+        "WriteShareGroupState",
+        "DeleteShareGroupState",
+        "ReadShareGroupStateSummary",
+    ];
+    usize::try_from(key).ok().and_then(|i| NAMES.get(i)).copied()
+}
+
+/// The README's table of supported APIs, generated from [`SUPPORTED_APIS`].
+pub fn supported_apis_markdown() -> String {
+    let mut table = String::from("| API (key) | Versions | Flexible from | Notes |\n|---|---|---|---|\n");
+    for spec in SUPPORTED_APIS {
+        table.push_str(&format!(
+            "| {} ({}) | {}-{} | {} | {} |\n",
+            spec.key.name(),
+            spec.key as i16,
+            spec.min_version,
+            spec.max_version,
+            spec.flexible_from,
+            spec.note
+        ));
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_keys() {
+        assert_eq!(api_name(0), Some("Produce"));
+        assert_eq!(api_name(18), Some("ApiVersions"));
+        assert_eq!(api_name(75), Some("DescribeTopicPartitions"));
+        assert_eq!(api_name(87), Some("ReadShareGroupStateSummary"));
+        assert_eq!(api_name(-1), None);
+        assert_eq!(api_name(1000), None);
+    }
+
+    #[test]
+    fn every_served_key_has_one_row() {
+        for spec in SUPPORTED_APIS {
+            assert_eq!(ApiKey::from_i16(spec.key as i16), Some(spec.key));
+            assert_eq!(spec.key.spec().key, spec.key);
+        }
+        let mut keys: Vec<i16> = SUPPORTED_APIS.iter().map(|s| s.key as i16).collect();
+        let sorted = {
+            let mut k = keys.clone();
+            k.sort();
+            k.dedup();
+            k
+        };
+        assert_eq!(keys, sorted, "rows are unique and in key order");
+        keys.clear();
+    }
+}

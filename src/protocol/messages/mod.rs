@@ -1,0 +1,101 @@
+//! One description per Kafka API (`<Name>Request` and `<Name>Response`),
+//! field names and version ranges as in Kafka's message specs.
+
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+pub use api_versions::{ApiVersionsRequest, ApiVersionsResponse};
+pub use fetch::{FetchRequest, FetchResponse};
+pub use list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
+pub use metadata::{MetadataRequest, MetadataResponse};
+pub use offset_for_leader_epoch::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+pub use produce::{ProduceRequest, ProduceResponse};
+
+use bytes::{BufMut, Bytes};
+
+use super::api::ApiKey;
+use super::error::DecodeError;
+
+macro_rules! apis {
+    ($($key:ident => $request:ident, $response:ident;)*) => {
+        /// A decoded request of any API we serve.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Request {
+            $($key($request),)*
+        }
+
+        /// A response of any API we serve.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Response {
+            $($key($response),)*
+        }
+
+        impl Request {
+            /// Decodes the body of a request for `key` at `version`.
+            pub fn decode(key: ApiKey, version: i16, body: &Bytes) -> Result<Request, DecodeError> {
+                let flexible = key.spec().is_flexible(version);
+                match key {
+                    $(ApiKey::$key => super::decode_body(body, version, flexible).map(Request::$key),)*
+                }
+            }
+
+            pub fn api_key(&self) -> ApiKey {
+                match self {
+                    $(Request::$key(_) => ApiKey::$key,)*
+                }
+            }
+
+            /// Encodes the body at `version` (for clients and tests).
+            pub fn encode<B: BufMut>(&self, version: i16, buf: &mut B) {
+                let flexible = self.api_key().spec().is_flexible(version);
+                match self {
+                    $(Request::$key(message) => super::encode_body_into(message, version, flexible, buf),)*
+                }
+            }
+        }
+
+        impl Response {
+            /// Decodes the body of a response for `key` at `version`.
+            pub fn decode(key: ApiKey, version: i16, body: &Bytes) -> Result<Response, DecodeError> {
+                let flexible = key.spec().is_flexible(version);
+                match key {
+                    $(ApiKey::$key => super::decode_body(body, version, flexible).map(Response::$key),)*
+                }
+            }
+
+            pub fn api_key(&self) -> ApiKey {
+                match self {
+                    $(Response::$key(_) => ApiKey::$key,)*
+                }
+            }
+
+            /// Encodes the body at `version`.
+            pub fn encode<B: BufMut>(&self, version: i16, buf: &mut B) {
+                let flexible = self.api_key().spec().is_flexible(version);
+                match self {
+                    $(Response::$key(message) => super::encode_body_into(message, version, flexible, buf),)*
+                }
+            }
+        }
+    };
+}
+
+apis! {
+    Produce => ProduceRequest, ProduceResponse;
+    Fetch => FetchRequest, FetchResponse;
+    ListOffsets => ListOffsetsRequest, ListOffsetsResponse;
+    Metadata => MetadataRequest, MetadataResponse;
+    ApiVersions => ApiVersionsRequest, ApiVersionsResponse;
+    OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse;
+}
+
+/// Whether a response to `key` uses the flexible response header (v1) at
+/// `version`. ApiVersions never does (KIP-511): a client that sent a version
+/// the broker does not know must still be able to read the answer.
+pub fn response_header_is_flexible(key: ApiKey, version: i16) -> bool {
+    key != ApiKey::ApiVersions && key.spec().is_flexible(version)
+}

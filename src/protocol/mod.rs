@@ -1,0 +1,50 @@
+//! The Kafka wire protocol: bytes in, typed messages out, and back.
+//!
+//! Nothing here does I/O. The primitives (`primitives`) know every wire type in
+//! both its classic and its flexible (compact, tagged) form; each API is one
+//! description (`messages::*`) written with the [`message!`](crate::message)
+//! macro, which derives the decoder and the encoder from the same field list.
+
+pub mod api;
+mod describe;
+pub mod error;
+pub mod header;
+pub mod messages;
+pub mod primitives;
+pub mod record_batch;
+pub mod records;
+
+pub use api::{ApiKey, ApiSpec, SUPPORTED_APIS};
+pub use error::{DecodeError, ErrorCode};
+pub use header::{RequestHeader, ResponseHeader};
+pub use primitives::{DecodeCx, EncodeCx, PResult, Wire};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Decodes a whole message body, refusing trailing bytes: a body that is longer
+/// than its description is as malformed as one that is shorter.
+pub fn decode_body<T: Wire>(body: &Bytes, version: i16, flexible: bool) -> Result<T, DecodeError> {
+    let cx = DecodeCx {
+        version,
+        flexible,
+        frame: body,
+    };
+    match T::decode(body, &cx) {
+        Ok(([], value)) => Ok(value),
+        Ok((rest, _)) => Err(DecodeError::TrailingBytes(rest.len())),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e),
+        Err(nom::Err::Incomplete(_)) => Err(DecodeError::Truncated),
+    }
+}
+
+/// Encodes a message body at `version` into a fresh buffer.
+pub fn encode_body<T: Wire>(message: &T, version: i16, flexible: bool) -> BytesMut {
+    let mut buf = BytesMut::new();
+    message.encode(&mut buf, &EncodeCx { version, flexible });
+    buf
+}
+
+/// Appends a message body to `buf`.
+pub fn encode_body_into<T: Wire, B: BufMut>(message: &T, version: i16, flexible: bool, buf: &mut B) {
+    message.encode(buf, &EncodeCx { version, flexible });
+}

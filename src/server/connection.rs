@@ -1,0 +1,203 @@
+//! One client connection: size-prefixed frames in, responses out, in request
+//! order.
+//!
+//! Requests on a connection are handled one after another, as Kafka does
+//! (it mutes a connection while a request is in flight), so responses leave
+//! in the order requests came even when a client pipelines. Every complete
+//! frame already read is handled before the responses are written, so a
+//! pipelining client gets its answers in few syscalls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::broker::{Broker, api_versions_unsupported};
+use crate::protocol::api::api_name;
+use crate::protocol::header::RequestPrefix;
+use crate::protocol::messages::{Request, Response, response_header_is_flexible};
+use crate::protocol::{ApiKey, DecodeError, RequestHeader, ResponseHeader};
+
+/// Read buffer growth step while a large frame arrives: memory follows the
+/// bytes actually received, not the size a frame claims.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Why a connection was closed by us.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {size} bytes exceeds socket.request.max.bytes ({max})")]
+    FrameTooLarge { size: i64, max: usize },
+    #[error("frame size {0} is negative")]
+    NegativeFrameSize(i32),
+    #[error("connection closed in the middle of a frame ({0} bytes buffered)")]
+    TruncatedFrame(usize),
+    #[error("malformed request header: {0}")]
+    BadHeader(DecodeError),
+    #[error("unknown api key {key} ({name}) version {version}")]
+    UnknownApi { key: i16, name: &'static str, version: i16 },
+    #[error("unsupported version {version} of {name} (api key {key})")]
+    UnsupportedVersion { key: i16, name: &'static str, version: i16 },
+    #[error("malformed {name} v{version} request: {error}")]
+    BadRequest {
+        name: &'static str,
+        version: i16,
+        error: DecodeError,
+    },
+}
+
+pub(super) struct Connection {
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+}
+
+impl Connection {
+    pub(super) fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        broker: Arc<Broker>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Connection {
+            socket,
+            peer,
+            broker,
+            shutdown,
+            read_buf: BytesMut::with_capacity(8 * 1024),
+            write_buf: BytesMut::with_capacity(8 * 1024),
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        match self.serve().await {
+            Ok(()) => tracing::debug!("connection closed"),
+            Err(ConnectionError::Io(e)) => tracing::debug!(error = %e, "connection lost"),
+            Err(reason) => tracing::warn!(peer = %self.peer, %reason, "closing connection"),
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), ConnectionError> {
+        let mut shutting_down = *self.shutdown.borrow();
+        loop {
+            while let Some(frame) = self.next_frame()? {
+                let outcome = self.handle_frame(frame).await;
+                if outcome.is_err() {
+                    // Answer what came before the bad frame, then close.
+                    let _ = self.flush().await;
+                }
+                outcome?;
+            }
+            self.flush().await?;
+            if shutting_down {
+                return Ok(());
+            }
+            tokio::select! {
+                read = self.socket.read_buf(&mut self.read_buf) => {
+                    if read? == 0 {
+                        return match self.read_buf.len() {
+                            0 => Ok(()),
+                            buffered => Err(ConnectionError::TruncatedFrame(buffered)),
+                        };
+                    }
+                }
+                _ = Broker::stopped(&mut self.shutdown) => shutting_down = true,
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectionError> {
+        if !self.write_buf.is_empty() {
+            self.socket.write_all(&self.write_buf).await?;
+            self.write_buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Takes the next complete frame off the read buffer, if there is one.
+    /// The size is checked before any room is made for the frame.
+    fn next_frame(&mut self) -> Result<Option<Bytes>, ConnectionError> {
+        if self.read_buf.len() < 4 {
+            self.read_buf.reserve(READ_CHUNK_BYTES);
+            return Ok(None);
+        }
+        let size = i32::from_be_bytes([self.read_buf[0], self.read_buf[1], self.read_buf[2], self.read_buf[3]]);
+        if size < 0 {
+            return Err(ConnectionError::NegativeFrameSize(size));
+        }
+        let max = self.broker.config().socket_request_max_bytes;
+        if size as usize > max {
+            return Err(ConnectionError::FrameTooLarge {
+                size: i64::from(size),
+                max,
+            });
+        }
+        let total = 4 + size as usize;
+        if self.read_buf.len() < total {
+            let missing = total - self.read_buf.len();
+            self.read_buf
+                .reserve(missing.min(READ_CHUNK_BYTES.max(self.read_buf.capacity())));
+            return Ok(None);
+        }
+        let mut frame = self.read_buf.split_to(total);
+        frame.advance(4);
+        Ok(Some(frame.freeze()))
+    }
+
+    async fn handle_frame(&mut self, frame: Bytes) -> Result<(), ConnectionError> {
+        let prefix = RequestPrefix::parse(&frame).map_err(ConnectionError::BadHeader)?;
+        let (key, version) = (prefix.api_key, prefix.api_version);
+        let name = api_name(key).unwrap_or("unknown");
+        let Some(api) = ApiKey::from_i16(key) else {
+            return Err(ConnectionError::UnknownApi { key, name, version });
+        };
+        let spec = api.spec();
+        if !spec.supports(version) {
+            if api == ApiKey::ApiVersions {
+                // KIP-511: a client that speaks a newer ApiVersions than we do
+                // gets our ranges in v0, then retries with one we support.
+                let response = Response::ApiVersions(api_versions_unsupported());
+                self.write_response(prefix.correlation_id, api, 0, &response);
+                return Ok(());
+            }
+            return Err(ConnectionError::UnsupportedVersion { key, name, version });
+        }
+        let (header, body) =
+            RequestHeader::parse(&frame, spec.is_flexible(version)).map_err(ConnectionError::BadHeader)?;
+        let request = Request::decode(api, version, &body).map_err(|error| ConnectionError::BadRequest {
+            name,
+            version,
+            error,
+        })?;
+        let span = tracing::debug_span!(
+            "request",
+            api = name,
+            version,
+            correlation_id = header.correlation_id,
+            client_id = header.client_id.as_deref().unwrap_or("")
+        );
+        let response = self.broker.handle(&header, request).instrument(span).await;
+        if let Some(response) = response {
+            self.write_response(header.correlation_id, api, version, &response);
+        }
+        Ok(())
+    }
+
+    /// Appends a size-prefixed response frame to the write buffer.
+    fn write_response(&mut self, correlation_id: i32, api: ApiKey, version: i16, response: &Response) {
+        let start = self.write_buf.len();
+        self.write_buf.put_i32(0);
+        ResponseHeader { correlation_id }.encode(&mut self.write_buf, response_header_is_flexible(api, version));
+        response.encode(version, &mut self.write_buf);
+        let size = (self.write_buf.len() - start - 4) as i32;
+        self.write_buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    }
+}

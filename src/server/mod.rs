@@ -1,0 +1,213 @@
+//! Listeners, connections and the broker's lifetime: the only code that owns
+//! sockets.
+//!
+//! Shutdown is one path: the handle (or a signal, in the binary) flips a
+//! watch channel; listeners stop accepting; every connection answers the
+//! requests it has already read and closes; then the logs are synced.
+
+mod connection;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::broker::{AdvertisedListener, Broker};
+use crate::config::BrokerConfig;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no listener given")]
+    NoListener,
+    #[error("cannot resolve listener {listener}: {source}")]
+    Resolve { listener: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("invalid advertised listener {0:?}: expected host:port")]
+    AdvertisedListener(String),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// A running broker: its addresses, its state, and the way to stop it.
+pub struct BrokerHandle {
+    local_addrs: Vec<SocketAddr>,
+    broker: Arc<Broker>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl BrokerHandle {
+    /// The first bound address (for an ephemeral port, the port chosen).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs[0]
+    }
+
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// `host:port` to give clients as bootstrap servers.
+    pub fn bootstrap(&self) -> String {
+        self.local_addr().to_string()
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops the broker gracefully and waits until it has: no new
+    /// connections, requests already read are answered, logs synced.
+    pub async fn shutdown(mut self) {
+        self.broker.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Dropping the handle stops the broker too (without waiting for it).
+impl Drop for BrokerHandle {
+    fn drop(&mut self) {
+        self.broker.begin_shutdown();
+    }
+}
+
+/// Binds the listeners, opens the storage and starts serving.
+pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, StartError> {
+    let (listeners, local_addrs) = bind_all(&config.listeners).await?;
+    let advertised = advertised_listener(&config, &local_addrs)?;
+    let broker = Arc::new(Broker::open(config, advertised.clone())?);
+    for addr in &local_addrs {
+        tracing::info!(%addr, advertised = %format!("{}:{}", advertised.host, advertised.port), "minikafka listening");
+    }
+    let task = tokio::spawn(serve(listeners, broker.clone()));
+    Ok(BrokerHandle {
+        local_addrs,
+        broker,
+        task: Some(task),
+    })
+}
+
+async fn bind_all(listeners: &[String]) -> Result<(Vec<TcpListener>, Vec<SocketAddr>), StartError> {
+    if listeners.is_empty() {
+        return Err(StartError::NoListener);
+    }
+    let mut bound = Vec::new();
+    let mut last_error = None;
+    for listener in listeners {
+        let addrs = tokio::net::lookup_host(listener.as_str())
+            .await
+            .map_err(|source| StartError::Resolve {
+                listener: listener.clone(),
+                source,
+            })?;
+        for addr in addrs {
+            match TcpListener::bind(addr).await {
+                Ok(socket) => bound.push(socket),
+                // A loopback without IPv6 (containers) should not stop the
+                // broker when another address bound fine.
+                Err(source) if addr.is_ipv6() && source.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    tracing::warn!(%addr, error = %source, "IPv6 address unavailable; not listening on it");
+                    last_error = Some(StartError::Bind { addr, source });
+                }
+                Err(source) => return Err(StartError::Bind { addr, source }),
+            }
+        }
+    }
+    if bound.is_empty() {
+        return Err(last_error.unwrap_or(StartError::NoListener));
+    }
+    let addrs = bound
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| StartError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    Ok((bound, addrs))
+}
+
+fn advertised_listener(config: &BrokerConfig, bound: &[SocketAddr]) -> Result<AdvertisedListener, StartError> {
+    match &config.advertised_listener {
+        Some(listener) => {
+            let (host, port) =
+                split_host_port(listener).ok_or_else(|| StartError::AdvertisedListener(listener.clone()))?;
+            Ok(AdvertisedListener { host, port })
+        }
+        None => {
+            // The host the first listener was given as, with the port it got.
+            let host = config
+                .listeners
+                .first()
+                .and_then(|l| split_host_port(l))
+                .map(|(host, _)| host)
+                .unwrap_or_else(|| bound[0].ip().to_string());
+            Ok(AdvertisedListener {
+                host,
+                port: bound[0].port(),
+            })
+        }
+    }
+}
+
+/// Splits `host:port`, `[v6]:port` into host (without brackets) and port.
+fn split_host_port(listener: &str) -> Option<(String, u16)> {
+    let (host, port) = listener.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
+    let mut accept_loops = JoinSet::new();
+    for listener in listeners {
+        accept_loops.spawn(accept_loop(listener, broker.clone(), broker.shutdown_signal()));
+    }
+    while accept_loops.join_next().await.is_some() {}
+    broker.sync_all();
+    tracing::info!("broker stopped; logs synced");
+}
+
+/// Accepts connections until shutdown, then waits for them to finish.
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    let span = tracing::info_span!("connection", %peer);
+                    let conn = connection::Connection::new(socket, peer, broker.clone(), broker.shutdown_signal());
+                    connections.spawn(conn.run().instrument(span));
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            _ = Broker::stopped(&mut shutdown) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_splitting() {
+        assert_eq!(split_host_port("localhost:9092"), Some(("localhost".into(), 9092)));
+        assert_eq!(split_host_port("[::1]:19092"), Some(("::1".into(), 19092)));
+        assert_eq!(split_host_port("nohost"), None);
+        assert_eq!(split_host_port(":9092"), None);
+    }
+}

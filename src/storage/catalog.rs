@@ -1,0 +1,200 @@
+//! The data directory: the cluster's identity and the topics found in it.
+//!
+//! With no directory (`--in-memory`) the catalog hands out memory logs and
+//! remembers nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use uuid::Uuid;
+
+use super::log::PartitionLog;
+use super::{StorageError, write_atomically};
+
+const META_PROPERTIES: &str = "meta.properties";
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// A topic as stored: its id and its partitions' logs, in partition order.
+pub struct StoredTopic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionLog>,
+}
+
+pub struct Catalog {
+    root: Option<PathBuf>,
+    cluster_id: String,
+}
+
+impl Catalog {
+    /// A catalog with no files.
+    pub fn in_memory() -> Catalog {
+        Catalog {
+            root: None,
+            cluster_id: new_cluster_id(),
+        }
+    }
+
+    /// Opens (or initialises) `root` for node `node_id`, and loads every topic.
+    pub fn open(root: &Path, node_id: i32) -> Result<(Catalog, Vec<StoredTopic>), StorageError> {
+        std::fs::create_dir_all(root).map_err(|e| StorageError::io(root, e))?;
+        let meta_path = root.join(META_PROPERTIES);
+        let cluster_id = match std::fs::read_to_string(&meta_path) {
+            Ok(text) => {
+                let props = parse_properties(&text);
+                let stored_node = props.get("node.id").and_then(|v| v.parse::<i32>().ok());
+                if stored_node != Some(node_id) {
+                    return Err(StorageError::invalid(
+                        &meta_path,
+                        format!("stored node.id {stored_node:?} does not match --node-id {node_id}"),
+                    ));
+                }
+                props
+                    .get("cluster.id")
+                    .cloned()
+                    .ok_or_else(|| StorageError::invalid(&meta_path, "no cluster.id"))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let cluster_id = new_cluster_id();
+                let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+                write_atomically(&meta_path, text.as_bytes())?;
+                cluster_id
+            }
+            Err(e) => return Err(StorageError::io(&meta_path, e)),
+        };
+        let catalog = Catalog {
+            root: Some(root.to_path_buf()),
+            cluster_id,
+        };
+        let topics = catalog.load_topics()?;
+        Ok((catalog, topics))
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
+    }
+
+    /// Creates the partitions of a new topic.
+    pub fn create_topic(&self, name: &str, id: Uuid, partition_count: i32) -> Result<Vec<PartitionLog>, StorageError> {
+        let Some(root) = &self.root else {
+            return Ok((0..partition_count).map(|_| PartitionLog::in_memory()).collect());
+        };
+        (0..partition_count)
+            .map(|index| {
+                let dir = root.join(format!("{name}-{index}"));
+                std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+                let text = format!("version: 0\ntopic_id: {}\n", id.as_hyphenated());
+                write_atomically(&dir.join(PARTITION_METADATA), text.as_bytes())?;
+                PartitionLog::open(&dir)
+            })
+            .collect()
+    }
+
+    fn load_topics(&self) -> Result<Vec<StoredTopic>, StorageError> {
+        let Some(root) = &self.root else { return Ok(Vec::new()) };
+        let mut found: BTreeMap<String, BTreeMap<i32, (Uuid, PathBuf)>> = BTreeMap::new();
+        for entry in std::fs::read_dir(root).map_err(|e| StorageError::io(root, e))? {
+            let entry = entry.map_err(|e| StorageError::io(root, e))?;
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let Some((topic, index)) = entry.file_name().to_str().and_then(split_partition_dir) else {
+                tracing::warn!(path = %path.display(), "ignoring a directory that is not <topic>-<partition>");
+                continue;
+            };
+            let id = read_topic_id(&path.join(PARTITION_METADATA))?;
+            found.entry(topic).or_default().insert(index, (id, path));
+        }
+        let mut topics = Vec::with_capacity(found.len());
+        for (name, partitions) in found {
+            let (first_id, first_path) = partitions.values().next().cloned().expect("at least one partition");
+            let mut logs = Vec::with_capacity(partitions.len());
+            for (expected, (index, (id, path))) in partitions.into_iter().enumerate() {
+                if index != expected as i32 {
+                    return Err(StorageError::invalid(
+                        &path,
+                        format!("topic {name} has no partition {expected}"),
+                    ));
+                }
+                if id != first_id {
+                    return Err(StorageError::invalid(
+                        &path,
+                        format!("topic id {id} differs from {first_id} in {}", first_path.display()),
+                    ));
+                }
+                logs.push(PartitionLog::open(&path)?);
+            }
+            topics.push(StoredTopic {
+                name,
+                id: first_id,
+                partitions: logs,
+            });
+        }
+        Ok(topics)
+    }
+}
+
+/// Kafka's cluster ids are 22 characters: a random UUID in URL-safe base64.
+fn new_cluster_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes())
+}
+
+fn split_partition_dir(name: &str) -> Option<(String, i32)> {
+    let (topic, index) = name.rsplit_once('-')?;
+    let index: i32 = index.parse().ok()?;
+    (!topic.is_empty() && index >= 0).then(|| (topic.to_string(), index))
+}
+
+fn read_topic_id(path: &Path) -> Result<Uuid, StorageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StorageError::io(path, e))?;
+    let props = parse_properties(&text.replace(": ", "="));
+    props
+        .get("topic_id")
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .ok_or_else(|| StorageError::invalid(path, "no valid topic_id"))
+}
+
+fn parse_properties(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_topics_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, topics) = Catalog::open(dir.path(), 0).unwrap();
+        assert!(topics.is_empty());
+        assert_eq!(catalog.cluster_id().len(), 22);
+        let id = Uuid::new_v4();
+        catalog.create_topic("orders-eu", id, 3).unwrap();
+        let cluster_id = catalog.cluster_id().to_string();
+        drop(catalog);
+
+        let (catalog, topics) = Catalog::open(dir.path(), 0).unwrap();
+        assert_eq!(catalog.cluster_id(), cluster_id);
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].name, "orders-eu");
+        assert_eq!(topics[0].id, id);
+        assert_eq!(topics[0].partitions.len(), 3);
+    }
+
+    #[test]
+    fn a_different_node_id_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Catalog::open(dir.path(), 0).unwrap());
+        assert!(Catalog::open(dir.path(), 1).is_err());
+    }
+}

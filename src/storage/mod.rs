@@ -1,0 +1,64 @@
+//! Where records live: one append-only log per partition, and the data
+//! directory that holds them. Knows batches and offsets, nothing of requests.
+//!
+//! Layout of a data directory (Kafka's own, so it reads familiarly):
+//!
+//! ```text
+//! meta.properties                     cluster.id, node.id
+//! <topic>-<partition>/
+//!     partition.metadata              the topic id
+//!     00000000000000000000.log        record batches, as produced
+//! ```
+
+pub mod catalog;
+pub mod log;
+
+pub use catalog::{Catalog, StoredTopic};
+pub use log::{AppendedBatch, PartitionLog};
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A storage failure, with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl StorageError {
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
+        StorageError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(path: &Path, reason: impl Into<String>) -> Self {
+        StorageError::Invalid {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Replaces `path` with `contents` atomically: write a temporary file, sync
+/// it, rename it over the old one, and sync the directory so the rename
+/// itself survives a crash.
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e| StorageError::io(path, e))
+}
