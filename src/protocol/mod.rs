@@ -37,6 +37,26 @@ pub fn decode_body<T: Wire>(body: &Bytes, version: i16, flexible: bool) -> Resul
     }
 }
 
+/// Decodes a request body, tolerating bytes after its end, and says how many
+/// there were.
+///
+/// Kafka does not check that a request body was consumed whole, and a real
+/// client depends on that: librdkafka 2.12 asks Metadata v9+ for all topics
+/// with a 4-byte array-count placeholder of which only the first byte is
+/// the (null) compact count. Refusing those bytes would refuse that client.
+pub fn decode_request_body<T: Wire>(body: &Bytes, version: i16, flexible: bool) -> Result<(T, usize), DecodeError> {
+    let cx = DecodeCx {
+        version,
+        flexible,
+        frame: body,
+    };
+    match T::decode(body, &cx) {
+        Ok((rest, value)) => Ok((value, rest.len())),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(e),
+        Err(nom::Err::Incomplete(_)) => Err(DecodeError::Truncated),
+    }
+}
+
 /// Encodes a message body at `version` into a fresh buffer.
 pub fn encode_body<T: Wire>(message: &T, version: i16, flexible: bool) -> BytesMut {
     let mut buf = BytesMut::new();

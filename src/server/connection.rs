@@ -172,11 +172,18 @@ impl Connection {
         }
         let (header, body) =
             RequestHeader::parse(&frame, spec.is_flexible(version)).map_err(ConnectionError::BadHeader)?;
-        let request = Request::decode(api, version, &body).map_err(|error| ConnectionError::BadRequest {
-            name,
-            version,
-            error,
-        })?;
+        let (request, trailing) = Request::decode_lenient(api, version, &body)
+            .map_err(|error| ConnectionError::BadRequest { name, version, error })?;
+        if trailing > 0 {
+            // Kafka ignores them, and librdkafka 2.12 sends some (see
+            // protocol-notes/metadata.md); worth a trace, not a refusal.
+            tracing::debug!(
+                api = name,
+                version,
+                trailing,
+                "ignoring bytes after the end of a request"
+            );
+        }
         let span = tracing::debug_span!(
             "request",
             api = name,

@@ -35,11 +35,22 @@ macro_rules! apis {
         }
 
         impl Request {
-            /// Decodes the body of a request for `key` at `version`.
+            /// Decodes the body of a request for `key` at `version`; bytes
+            /// after the end are refused.
             pub fn decode(key: ApiKey, version: i16, body: &Bytes) -> Result<Request, DecodeError> {
+                match Self::decode_lenient(key, version, body)? {
+                    (request, 0) => Ok(request),
+                    (_, trailing) => Err(DecodeError::TrailingBytes(trailing)),
+                }
+            }
+
+            /// Decodes the body of a request as Kafka does: bytes after the
+            /// end are ignored, and their count is returned.
+            pub fn decode_lenient(key: ApiKey, version: i16, body: &Bytes) -> Result<(Request, usize), DecodeError> {
                 let flexible = key.spec().is_flexible(version);
                 match key {
-                    $(ApiKey::$key => super::decode_body(body, version, flexible).map(Request::$key),)*
+                    $(ApiKey::$key => super::decode_request_body(body, version, flexible)
+                        .map(|(message, trailing)| (Request::$key(message), trailing)),)*
                 }
             }
 

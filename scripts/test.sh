@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The project's one "run every test" command: installs what the tests need
+# (kcat, a Python venv with kafka-python), then runs fmt, clippy and cargo test.
+# Extra arguments are passed to `cargo test`, e.g. `scripts/test.sh kcat`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Pinned Python packages used by tests/python/*.py. The codec libraries let
+# kafka-python produce/consume snappy, lz4 and zstd batches (gzip is stdlib).
+PY_PACKAGES=(
+    "kafka-python==3.0.12"
+    "python-snappy==0.7.3"
+    "cramjam==2.14.0"
+    "lz4==4.4.5"
+    "zstandard==0.25.0"
+)
+
+echo "==> kcat"
+if ! command -v kcat >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y kcat
+fi
+kcat -V 2>&1 | head -n 1 || true
+
+echo "==> python venv (.venv)"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c '
+import kafka, snappy, cramjam, lz4, zstandard
+assert kafka.__version__ == "3.0.12"
+from kafka import codec
+assert codec.has_snappy() and codec.has_lz4() and codec.has_zstd()
+' >/dev/null 2>&1; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+fi
+.venv/bin/python -c 'import kafka; print("kafka-python", kafka.__version__)'
+
+export MINIKAFKA_PYTHON="$PWD/.venv/bin/python"
+MINIKAFKA_KCAT="$(command -v kcat)"
+export MINIKAFKA_KCAT
+
+echo "==> cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+echo "==> cargo test $*"
+cargo test "$@"

@@ -1,0 +1,310 @@
+//! Shared test helpers: an in-process broker on an ephemeral port, a raw
+//! protocol client built on the library's codec, a capturing TCP proxy, and
+//! polling with a deadline (never a sleep as synchronisation).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use minikafka::protocol::messages::{Request, Response, response_header_is_flexible};
+use minikafka::protocol::records::{Record, decode_batch};
+use minikafka::protocol::{ApiKey, RequestHeader, ResponseHeader};
+use minikafka::{BrokerConfig, BrokerHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A broker config on an ephemeral loopback port, storing in `dir`.
+pub fn config(dir: &Path, partitions: i32) -> BrokerConfig {
+    BrokerConfig {
+        num_partitions: partitions,
+        ..BrokerConfig::ephemeral(Some(dir.to_path_buf()))
+    }
+}
+
+pub async fn start(config: BrokerConfig) -> BrokerHandle {
+    init_logging();
+    minikafka::start(config).await.expect("broker starts")
+}
+
+/// Broker logs go to the test's captured output (shown when a test fails);
+/// RUST_LOG narrows or widens them (default: warnings).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("minikafka=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `DEADLINE`.
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every batch stored in a partition's log.
+pub fn stored_batches(handle: &BrokerHandle, topic: &str, partition: i32) -> Vec<Bytes> {
+    let topic = handle.broker().topic(topic).expect("topic exists");
+    topic
+        .partition(partition)
+        .expect("partition exists")
+        .log()
+        .batches()
+        .unwrap()
+}
+
+/// Every record stored in a partition's log, decompressed.
+pub fn stored_records(handle: &BrokerHandle, topic: &str, partition: i32) -> Vec<Record> {
+    stored_batches(handle, topic, partition)
+        .iter()
+        .flat_map(|b| decode_batch(b).unwrap())
+        .collect()
+}
+
+/// Records stored per partition, for every partition of `topic`.
+pub fn stored_records_by_partition(handle: &BrokerHandle, topic: &str) -> BTreeMap<i32, Vec<Record>> {
+    let count = handle.broker().topic(topic).map_or(0, |t| t.partitions.len()) as i32;
+    (0..count).map(|p| (p, stored_records(handle, topic, p))).collect()
+}
+
+/// Total number of offsets in every partition of `topic`.
+pub fn log_end_total(handle: &BrokerHandle, topic: &str) -> i64 {
+    handle
+        .broker()
+        .topic(topic)
+        .map_or(0, |t| t.partitions.iter().map(|p| p.log().next_offset()).sum())
+}
+
+/// A client that speaks the protocol with the library's own codec, one
+/// request at a time, and can also send raw bytes.
+pub struct RawClient {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl RawClient {
+    pub async fn connect(addr: SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawClient {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    /// Encodes a request frame (size, header, body).
+    pub fn frame(request: &Request, version: i16, correlation_id: i32) -> Vec<u8> {
+        let key = request.api_key();
+        let mut body = BytesMut::new();
+        RequestHeader {
+            api_key: key as i16,
+            api_version: version,
+            correlation_id,
+            client_id: Some("minikafka-test".into()),
+        }
+        .encode(&mut body, key.spec().is_flexible(version));
+        request.encode(version, &mut body);
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        frame
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Sends a request and returns the decoded response.
+    pub async fn call(&mut self, request: Request, version: i16) -> Response {
+        self.correlation_id += 1;
+        let key = request.api_key();
+        let frame = Self::frame(&request, version, self.correlation_id);
+        self.send_raw(&frame).await;
+        let body = self.read_frame().await.expect("a response frame");
+        let (header, body) = ResponseHeader::parse(&body, response_header_is_flexible(key, version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        Response::decode(key, version, &body).unwrap()
+    }
+
+    /// Reads one response frame; `None` if the broker closed the connection.
+    pub async fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        if self.stream.read_exact(&mut size).await.is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// Whether the broker closes the connection (EOF or reset) before the deadline.
+    pub async fn is_closed_by_broker(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(DEADLINE, self.stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Bytes one client sent through the proxy.
+type ConnectionLog = Arc<Mutex<Vec<u8>>>;
+
+/// A TCP proxy that records every byte clients send through it, one buffer
+/// per connection, so tests can compare what was sent with what was stored.
+pub struct CaptureProxy {
+    pub addr: SocketAddr,
+    listener: Option<TcpListener>,
+    captured: Arc<Mutex<Vec<ConnectionLog>>>,
+}
+
+impl CaptureProxy {
+    /// Binds the proxy; `forward_to` starts forwarding once the target is known.
+    pub async fn bind() -> CaptureProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        CaptureProxy {
+            addr: listener.local_addr().unwrap(),
+            listener: Some(listener),
+            captured: Arc::default(),
+        }
+    }
+
+    pub fn forward_to(&mut self, target: SocketAddr) {
+        let listener = self.listener.take().expect("forwarding starts once");
+        let captured = self.captured.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let log = Arc::new(Mutex::new(Vec::new()));
+                captured.lock().unwrap().push(log.clone());
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = client_read.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        log.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_write.shutdown().await;
+                });
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+            }
+        });
+    }
+
+    /// Every complete request frame sent so far, per connection.
+    pub fn request_frames(&self) -> Vec<Bytes> {
+        let mut frames = Vec::new();
+        for log in self.captured.lock().unwrap().iter() {
+            let mut bytes = Bytes::from(log.lock().unwrap().clone());
+            while bytes.len() >= 4 {
+                let size = i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+                if bytes.len() < 4 + size {
+                    break;
+                }
+                bytes.advance(4);
+                frames.push(bytes.split_to(size));
+            }
+        }
+        frames
+    }
+
+    /// The record batches of every Produce request sent, per (topic, partition), in order.
+    pub fn produced_batches(&self) -> BTreeMap<(String, i32), Vec<Bytes>> {
+        let mut batches: BTreeMap<(String, i32), Vec<Bytes>> = BTreeMap::new();
+        for frame in self.request_frames() {
+            let prefix = minikafka::protocol::header::RequestPrefix::parse(&frame).unwrap();
+            if prefix.api_key != ApiKey::Produce as i16 {
+                continue;
+            }
+            let flexible = ApiKey::Produce.spec().is_flexible(prefix.api_version);
+            let (_, body) = RequestHeader::parse(&frame, flexible).unwrap();
+            let Request::Produce(produce) = Request::decode(ApiKey::Produce, prefix.api_version, &body).unwrap() else {
+                unreachable!()
+            };
+            for topic in produce.topic_data {
+                for partition in topic.partition_data {
+                    if let Some(records) = partition.records {
+                        batches
+                            .entry((topic.name.clone(), partition.index))
+                            .or_default()
+                            .push(records);
+                    }
+                }
+            }
+        }
+        batches
+    }
+}
+
+/// Asserts that stored batches are the sent ones, byte for byte, apart from
+/// the base offset (bytes 0..8) and the partition leader epoch (12..16).
+pub fn assert_stored_verbatim(sent: &[Bytes], stored: &[Bytes]) {
+    assert_eq!(sent.len(), stored.len(), "one stored batch per sent batch");
+    for (i, (sent, stored)) in sent.iter().zip(stored).enumerate() {
+        assert_eq!(sent.len(), stored.len(), "batch {i} length");
+        assert_eq!(sent[8..12], stored[8..12], "batch {i} length field");
+        assert_eq!(sent[16..], stored[16..], "batch {i} bytes after the leader epoch");
+    }
+}
+
+/// The Python interpreter that has kafka-python (set by scripts/test.sh).
+pub fn python() -> PathBuf {
+    match std::env::var_os("MINIKAFKA_PYTHON") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+            assert!(
+                venv.exists(),
+                "kafka-python is needed: run scripts/test.sh (it creates .venv) or set MINIKAFKA_PYTHON"
+            );
+            venv
+        }
+    }
+}
+
+/// The kcat binary (installed by scripts/test.sh).
+pub fn kcat() -> PathBuf {
+    let path = std::env::var_os("MINIKAFKA_KCAT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kcat"));
+    let found = std::process::Command::new(&path)
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("-V")
+        .output();
+    assert!(
+        found.is_ok(),
+        "kcat is needed: run scripts/test.sh (it installs kcat) or set MINIKAFKA_KCAT"
+    );
+    path
+}
+
+pub fn python_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+}
