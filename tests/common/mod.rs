@@ -128,6 +128,11 @@ impl RawClient {
         self.stream.write_all(bytes).await.unwrap();
     }
 
+    /// Closes the sending half: the broker reads EOF after what was sent.
+    pub async fn shutdown_write(&mut self) {
+        self.stream.shutdown().await.unwrap();
+    }
+
     /// Sends a request and returns the decoded response.
     pub async fn call(&mut self, request: Request, version: i16) -> Response {
         self.correlation_id += 1;
@@ -151,16 +156,14 @@ impl RawClient {
         Some(Bytes::from(body))
     }
 
-    /// Whether the broker closes the connection (EOF or reset) before the deadline.
+    /// Whether the broker closes the connection (EOF or reset) before the
+    /// deadline without sending a single byte first.
     pub async fn is_closed_by_broker(&mut self) -> bool {
         let mut buf = [0u8; 1024];
-        loop {
-            match tokio::time::timeout(DEADLINE, self.stream.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return true,
-                Ok(Ok(_)) => continue,
-                Err(_) => return false,
-            }
-        }
+        matches!(
+            tokio::time::timeout(DEADLINE, self.stream.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 }
 

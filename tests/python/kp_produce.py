@@ -9,6 +9,7 @@ message on stderr, if any send fails.
 import argparse
 import json
 import sys
+import time
 
 from kafka import KafkaProducer
 
@@ -30,40 +31,58 @@ def main():
     p.add_argument("--acks", type=parse_acks, default="all", help="0, 1 or all")
     p.add_argument("--key-prefix", default="key-")
     p.add_argument("--value-prefix", default="value-")
+    p.add_argument("--timeout-s", type=float, default=60.0, help="give up on unacknowledged sends after this long")
     args = p.parse_args()
 
-    producer = KafkaProducer(
-        bootstrap_servers=args.bootstrap,
-        compression_type=None if args.compression == "none" else args.compression,
-        acks=args.acks,
-        enable_idempotence=False,
-        linger_ms=5,
-    )
+    try:
+        producer = KafkaProducer(
+            bootstrap_servers=args.bootstrap,
+            compression_type=None if args.compression == "none" else args.compression,
+            acks=args.acks,
+            enable_idempotence=False,
+            linger_ms=5,
+        )
+    except Exception as e:  # noqa: BLE001
+        print(f"kp_produce: cannot create the producer: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+    deadline = time.monotonic() + args.timeout_s
     delivered = []
     failures = 0
     try:
         futures = []
         for i in range(args.count):
-            futures.append(
-                producer.send(
+            try:
+                fut = producer.send(
                     args.topic,
                     key=f"{args.key_prefix}{i}".encode("utf-8"),
                     value=f"{args.value_prefix}{i}".encode("utf-8"),
                     headers=[("i", str(i).encode("utf-8"))],
                 )
-            )
-        producer.flush()
+            except Exception as e:  # noqa: BLE001
+                fut = e
+            futures.append(fut)
+        try:
+            producer.flush(timeout=max(0.0, deadline - time.monotonic()))
+        except Exception as e:  # noqa: BLE001 - the per-record futures below say what failed
+            print(f"kp_produce: flush: {type(e).__name__}: {e}", file=sys.stderr)
         for i, fut in enumerate(futures):
             try:
-                md = fut.get(timeout=30)
+                if isinstance(fut, Exception):
+                    raise fut
+                md = fut.get(timeout=max(0.0, deadline - time.monotonic()))
             except Exception as e:  # noqa: BLE001 - report every failure, then exit non-zero
                 failures += 1
-                print(f"kp_produce: send of record {i} failed: {type(e).__name__}: {e}", file=sys.stderr)
+                if failures <= 10:
+                    print(f"kp_produce: send of record {i} failed: {type(e).__name__}: {e}", file=sys.stderr)
                 delivered.append(None)
                 continue
             delivered.append([md.partition, md.offset])
     finally:
-        producer.close(timeout=10)
+        try:
+            producer.close(timeout=0 if failures else 10)
+        except Exception as e:  # noqa: BLE001
+            print(f"kp_produce: close: {type(e).__name__}: {e}", file=sys.stderr)
 
     if failures:
         print(f"kp_produce: {failures} of {args.count} sends failed", file=sys.stderr)
