@@ -1,0 +1,487 @@
+//! The codec against real clients' bytes, and against itself.
+//!
+//! `tests/fixtures/requests/` holds request frames captured from kcat
+//! (librdkafka 2.0.2), rdkafka (librdkafka 2.12) and kafka-python 3.0.12,
+//! one per client, API and version they used. Each must decode, and encode
+//! back to the same bytes. Regenerate them with
+//! `cargo test --test codec -- --ignored capture_client_fixtures`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use minikafka::protocol::header::RequestPrefix;
+use minikafka::protocol::messages::api_versions::*;
+use minikafka::protocol::messages::fetch::*;
+use minikafka::protocol::messages::list_offsets::*;
+use minikafka::protocol::messages::metadata::*;
+use minikafka::protocol::messages::offset_for_leader_epoch::*;
+use minikafka::protocol::messages::produce::*;
+use minikafka::protocol::messages::{Request, Response};
+use minikafka::protocol::{ApiKey, RequestHeader, SUPPORTED_APIS};
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/requests")
+}
+
+#[test]
+fn golden_requests_from_real_clients_round_trip() {
+    let mut seen = BTreeSet::new();
+    let mut files: Vec<_> = std::fs::read_dir(fixtures_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let frame = Bytes::from(std::fs::read(&path).unwrap());
+        let prefix = RequestPrefix::parse(&frame).unwrap();
+        let key = ApiKey::from_i16(prefix.api_key).unwrap_or_else(|| panic!("{name}: an API we serve"));
+        let flexible = key.spec().is_flexible(prefix.api_version);
+        let (header, body) = RequestHeader::parse(&frame, flexible).unwrap();
+        let (request, trailing) = Request::decode_lenient(key, prefix.api_version, &body)
+            .unwrap_or_else(|e| panic!("{name}: does not decode: {e}"));
+        let mut again = BytesMut::new();
+        header.encode(&mut again, flexible);
+        request.encode(prefix.api_version, &mut again);
+        assert_eq!(
+            &again[..],
+            &frame[..frame.len() - trailing],
+            "{name}: re-encodes to the client's bytes"
+        );
+        seen.insert((key as i16, prefix.api_version));
+    }
+    // The fixtures cover what the clients use most.
+    for (key, version) in [
+        (18, 3),
+        (18, 4),
+        (3, 4),
+        (3, 12),
+        (0, 7),
+        (0, 9),
+        (0, 10),
+        (1, 11),
+        (1, 16),
+        (2, 2),
+    ] {
+        assert!(seen.contains(&(key, version)), "a fixture for api {key} v{version}");
+    }
+}
+
+fn samples() -> Vec<(Request, Response)> {
+    let uuid = uuid::Uuid::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+    let records = Some(Bytes::from_static(b"\x00\x01 not really a batch"));
+    vec![
+        (
+            Request::ApiVersions(ApiVersionsRequest {
+                client_software_name: "client".into(),
+                client_software_version: "1.2.3".into(),
+            }),
+            Response::ApiVersions(ApiVersionsResponse {
+                error_code: 0,
+                api_keys: vec![ApiVersion {
+                    api_key: 0,
+                    min_version: 0,
+                    max_version: 11,
+                }],
+                throttle_time_ms: 5,
+                supported_features: vec![SupportedFeatureKey {
+                    name: "f".into(),
+                    min_version: 0,
+                    max_version: 1,
+                }],
+                finalized_features_epoch: 3,
+                finalized_features: vec![FinalizedFeatureKey {
+                    name: "f".into(),
+                    max_version_level: 1,
+                    min_version_level: 1,
+                }],
+                zk_migration_ready: true,
+            }),
+        ),
+        (
+            Request::Metadata(MetadataRequest {
+                topics: Some(vec![MetadataRequestTopic {
+                    topic_id: uuid,
+                    name: Some("t".into()),
+                }]),
+                allow_auto_topic_creation: false,
+                include_cluster_authorized_operations: true,
+                include_topic_authorized_operations: true,
+            }),
+            Response::Metadata(MetadataResponse {
+                throttle_time_ms: 1,
+                brokers: vec![MetadataResponseBroker {
+                    node_id: 0,
+                    host: "h".into(),
+                    port: 9092,
+                    rack: Some("r".into()),
+                }],
+                cluster_id: Some("c".into()),
+                controller_id: 0,
+                topics: vec![MetadataResponseTopic {
+                    error_code: 0,
+                    name: Some("t".into()),
+                    topic_id: uuid,
+                    is_internal: true,
+                    partitions: vec![MetadataResponsePartition {
+                        error_code: 0,
+                        partition_index: 1,
+                        leader_id: 0,
+                        leader_epoch: 4,
+                        replica_nodes: vec![0],
+                        isr_nodes: vec![0],
+                        offline_replicas: vec![2],
+                    }],
+                    topic_authorized_operations: 8,
+                }],
+                cluster_authorized_operations: 9,
+            }),
+        ),
+        (
+            Request::Produce(ProduceRequest {
+                transactional_id: Some("tx".into()),
+                acks: -1,
+                timeout_ms: 100,
+                topic_data: vec![TopicProduceData {
+                    name: "t".into(),
+                    partition_data: vec![PartitionProduceData {
+                        index: 2,
+                        records: records.clone(),
+                    }],
+                }],
+            }),
+            Response::Produce(ProduceResponse {
+                responses: vec![TopicProduceResponse {
+                    name: "t".into(),
+                    partition_responses: vec![PartitionProduceResponse {
+                        index: 2,
+                        error_code: 0,
+                        base_offset: 10,
+                        log_append_time_ms: 11,
+                        log_start_offset: 1,
+                        record_errors: vec![BatchIndexAndErrorMessage {
+                            batch_index: 0,
+                            batch_index_error_message: Some("e".into()),
+                        }],
+                        error_message: Some("m".into()),
+                        current_leader: minikafka::protocol::messages::produce::LeaderIdAndEpoch {
+                            leader_id: 0,
+                            leader_epoch: 1,
+                        },
+                    }],
+                }],
+                throttle_time_ms: 2,
+                node_endpoints: vec![minikafka::protocol::messages::produce::NodeEndpoint {
+                    node_id: 0,
+                    host: "h".into(),
+                    port: 1,
+                    rack: None,
+                }],
+            }),
+        ),
+        (
+            Request::Fetch(FetchRequest {
+                cluster_id: Some("c".into()),
+                replica_id: -1,
+                replica_state: ReplicaState {
+                    replica_id: 3,
+                    replica_epoch: 4,
+                },
+                max_wait_ms: 500,
+                min_bytes: 1,
+                max_bytes: 1000,
+                isolation_level: 1,
+                session_id: 0,
+                session_epoch: -1,
+                topics: vec![FetchTopic {
+                    topic: "t".into(),
+                    topic_id: uuid,
+                    partitions: vec![FetchPartition {
+                        partition: 0,
+                        current_leader_epoch: 0,
+                        fetch_offset: 7,
+                        last_fetched_epoch: 0,
+                        log_start_offset: 0,
+                        partition_max_bytes: 100,
+                        replica_directory_id: uuid,
+                    }],
+                }],
+                forgotten_topics_data: vec![ForgottenTopic {
+                    topic: "f".into(),
+                    topic_id: uuid,
+                    partitions: vec![1],
+                }],
+                rack_id: "rack".into(),
+            }),
+            Response::Fetch(FetchResponse {
+                throttle_time_ms: 0,
+                error_code: 0,
+                session_id: 0,
+                responses: vec![FetchableTopicResponse {
+                    topic: "t".into(),
+                    topic_id: uuid,
+                    partitions: vec![PartitionData {
+                        partition_index: 0,
+                        error_code: 0,
+                        high_watermark: 9,
+                        last_stable_offset: 9,
+                        log_start_offset: 0,
+                        diverging_epoch: minikafka::protocol::messages::fetch::EpochEndOffset {
+                            epoch: 1,
+                            end_offset: 2,
+                        },
+                        current_leader: minikafka::protocol::messages::fetch::LeaderIdAndEpoch {
+                            leader_id: 0,
+                            leader_epoch: 0,
+                        },
+                        snapshot_id: SnapshotId {
+                            end_offset: 1,
+                            epoch: 1,
+                        },
+                        aborted_transactions: Some(vec![AbortedTransaction {
+                            producer_id: 1,
+                            first_offset: 2,
+                        }]),
+                        preferred_read_replica: -1,
+                        records,
+                    }],
+                }],
+                node_endpoints: vec![],
+            }),
+        ),
+        (
+            Request::ListOffsets(ListOffsetsRequest {
+                replica_id: -1,
+                isolation_level: 1,
+                topics: vec![ListOffsetsTopic {
+                    name: "t".into(),
+                    partitions: vec![ListOffsetsPartition {
+                        partition_index: 0,
+                        current_leader_epoch: 0,
+                        timestamp: -2,
+                        max_num_offsets: 1,
+                    }],
+                }],
+                timeout_ms: 10,
+            }),
+            Response::ListOffsets(ListOffsetsResponse {
+                throttle_time_ms: 0,
+                topics: vec![ListOffsetsTopicResponse {
+                    name: "t".into(),
+                    partitions: vec![ListOffsetsPartitionResponse {
+                        partition_index: 0,
+                        error_code: 0,
+                        old_style_offsets: vec![3],
+                        timestamp: 4,
+                        offset: 3,
+                        leader_epoch: 0,
+                    }],
+                }],
+            }),
+        ),
+        (
+            Request::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest {
+                replica_id: -1,
+                topics: vec![OffsetForLeaderTopic {
+                    topic: "t".into(),
+                    partitions: vec![OffsetForLeaderPartition {
+                        partition: 0,
+                        current_leader_epoch: 0,
+                        leader_epoch: 0,
+                    }],
+                }],
+            }),
+            Response::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse {
+                throttle_time_ms: 0,
+                topics: vec![OffsetForLeaderTopicResult {
+                    topic: "t".into(),
+                    partitions: vec![minikafka::protocol::messages::offset_for_leader_epoch::EpochEndOffset {
+                        error_code: 0,
+                        partition: 0,
+                        leader_epoch: 0,
+                        end_offset: 9,
+                    }],
+                }],
+            }),
+        ),
+    ]
+}
+
+/// Every message at every served version: encode, decode (strictly: no
+/// byte left over), encode again; the bytes must not change.
+#[test]
+fn every_message_round_trips_at_every_version() {
+    let samples = samples();
+    for spec in SUPPORTED_APIS {
+        let (request, response) = samples
+            .iter()
+            .find(|(r, _)| r.api_key() == spec.key)
+            .unwrap_or_else(|| panic!("a sample for {:?}", spec.key));
+        for version in spec.min_version..=spec.max_version {
+            let mut bytes = BytesMut::new();
+            request.encode(version, &mut bytes);
+            let decoded = Request::decode(spec.key, version, &bytes.clone().freeze())
+                .unwrap_or_else(|e| panic!("{:?} v{version} request: {e}", spec.key));
+            let mut again = BytesMut::new();
+            decoded.encode(version, &mut again);
+            assert_eq!(bytes, again, "{:?} v{version} request", spec.key);
+
+            let mut bytes = BytesMut::new();
+            response.encode(version, &mut bytes);
+            let decoded = Response::decode(spec.key, version, &bytes.clone().freeze())
+                .unwrap_or_else(|e| panic!("{:?} v{version} response: {e}", spec.key));
+            let mut again = BytesMut::new();
+            decoded.encode(version, &mut again);
+            assert_eq!(bytes, again, "{:?} v{version} response", spec.key);
+        }
+    }
+}
+
+/// Tagged fields at their defaults are not written (old librdkafka
+/// mis-skips them), and are written when set.
+#[test]
+fn tagged_fields_are_written_only_when_not_default() {
+    let plain = ApiVersionsResponse {
+        api_keys: vec![],
+        ..Default::default()
+    };
+    let mut bytes = BytesMut::new();
+    Response::ApiVersions(plain).encode(3, &mut bytes);
+    assert_eq!(
+        &bytes[..],
+        &[0, 0, 1, 0, 0, 0, 0, 0],
+        "error, empty compact array, throttle, no tags"
+    );
+    let tagged = ApiVersionsResponse {
+        finalized_features_epoch: 5,
+        ..Default::default()
+    };
+    let mut bytes = BytesMut::new();
+    Response::ApiVersions(tagged).encode(3, &mut bytes);
+    assert_eq!(
+        &bytes[7..],
+        &[1, 1, 8, 0, 0, 0, 0, 0, 0, 0, 5],
+        "one tagged field: tag 1, 8 bytes"
+    );
+}
+
+/// Unknown tagged fields in a request are skipped.
+#[test]
+fn unknown_tagged_fields_are_skipped() {
+    // ApiVersions v3: two compact strings, then a tagged section holding tag 9.
+    let body = Bytes::from_static(&[2, b'a', 2, b'1', 1, 9, 2, 0xaa, 0xbb]);
+    let request = Request::decode(ApiKey::ApiVersions, 3, &body).unwrap();
+    let Request::ApiVersions(request) = request else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            request.client_software_name.as_str(),
+            request.client_software_version.as_str()
+        ),
+        ("a", "1")
+    );
+}
+
+/// Captures request frames from the real clients into the fixtures folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "regenerates tests/fixtures/requests; run by hand"]
+async fn capture_client_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = fixtures_dir();
+    std::fs::create_dir_all(&out).unwrap();
+    for client in ["kcat", "rdkafka", "kafka-python"] {
+        let mut proxy = CaptureProxy::bind().await;
+        let mut config = config(&dir.path().join(client), 2);
+        config.advertised_listener = Some(proxy.addr.to_string());
+        let broker = start(config).await;
+        proxy.forward_to(broker.local_addr());
+        let bootstrap = proxy.addr.to_string();
+        let topic = format!("fixtures-{client}");
+        match client {
+            "kcat" => {
+                for args in [
+                    vec!["-P", "-t", &topic, "-z", "gzip"],
+                    vec!["-C", "-t", &topic, "-o", "beginning", "-e"],
+                    vec!["-L"],
+                ] {
+                    let mut child = std::process::Command::new(kcat())
+                        .env_remove("LD_LIBRARY_PATH")
+                        .arg("-b")
+                        .arg(&bootstrap)
+                        .args(&args)
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap();
+                    use std::io::Write;
+                    let _ = child.stdin.take().unwrap().write_all(b"one\ntwo\n");
+                    assert!(child.wait().unwrap().success());
+                }
+            }
+            "rdkafka" => {
+                use rdkafka::ClientConfig;
+                use rdkafka::consumer::{BaseConsumer, Consumer};
+                use rdkafka::producer::{FutureProducer, FutureRecord};
+                let producer: FutureProducer = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .set("compression.codec", "zstd")
+                    .create()
+                    .unwrap();
+                producer
+                    .send(FutureRecord::to(&topic).key("k").payload("v"), DEADLINE)
+                    .await
+                    .unwrap();
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .set("group.id", "fixtures")
+                    .create()
+                    .unwrap();
+                let mut tpl = rdkafka::TopicPartitionList::new();
+                tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning).unwrap();
+                consumer.assign(&tpl).unwrap();
+                tokio::task::spawn_blocking(move || {
+                    for _ in 0..20 {
+                        let _ = consumer.poll(std::time::Duration::from_millis(50));
+                    }
+                    consumer.fetch_metadata(None, DEADLINE).unwrap();
+                })
+                .await
+                .unwrap();
+            }
+            _ => {
+                for (script, extra) in [
+                    ("kp_produce.py", vec!["--count", "3"]),
+                    ("kp_consume.py", vec!["--expect", "3"]),
+                ] {
+                    let status = std::process::Command::new(python())
+                        .arg(python_script(script))
+                        .args(["--bootstrap", &bootstrap, "--topic", &topic])
+                        .args(extra)
+                        .stdout(std::process::Stdio::null())
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+            }
+        }
+        let mut kept = BTreeSet::new();
+        for frame in proxy.request_frames() {
+            let prefix = RequestPrefix::parse(&frame).unwrap();
+            let Some(key) = ApiKey::from_i16(prefix.api_key) else {
+                continue;
+            };
+            if kept.insert((prefix.api_key, prefix.api_version)) {
+                let name = format!("{client}-{}-v{}.bin", key.name(), prefix.api_version);
+                std::fs::write(out.join(name), &frame).unwrap();
+            }
+        }
+        broker.shutdown().await;
+    }
+}
