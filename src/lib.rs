@@ -16,3 +16,8 @@ pub mod storage;
 
 pub use config::BrokerConfig;
 pub use server::{BrokerHandle, StartError, start};
+
+/// The README's Rust examples compile as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

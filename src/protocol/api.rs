@@ -242,3 +242,19 @@ mod tests {
         keys.clear();
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README's table is this module's table, verbatim.
+    #[test]
+    fn readme_table_matches_supported_apis() {
+        let readme = include_str!("../../README.md");
+        let start = readme.find("<!-- supported-apis:start -->\n").expect("start marker") + 30;
+        let end = readme.find("<!-- supported-apis:end -->").expect("end marker");
+        assert_eq!(
+            &readme[start..end],
+            super::supported_apis_markdown(),
+            "README's API table is stale; paste supported_apis_markdown()'s output between the markers"
+        );
+    }
+}
