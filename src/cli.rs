@@ -34,6 +34,38 @@ enum LogFormat {
 enum Command {
     /// Run the broker.
     Broker(BrokerArgs),
+    /// Print records of a topic (works against any Kafka broker).
+    Consume(ConsumeArgs),
+}
+
+#[derive(clap::Args)]
+struct ConsumeArgs {
+    /// Bootstrap servers, comma-separated.
+    #[arg(short = 'b', long = "bootstrap-server", default_value = "localhost:9092")]
+    bootstrap_server: String,
+    /// Topic to read.
+    #[arg(short = 't', long)]
+    topic: String,
+    /// Read only this partition (default: all).
+    #[arg(short = 'p', long)]
+    partition: Option<i32>,
+    /// Where to start: beginning, end, an offset N, or -N (N before the end).
+    #[arg(short = 'o', long, default_value = "end", allow_hyphen_values = true)]
+    offset: minikafka::client::StartOffset,
+    /// Exit once every partition has been read to its end.
+    #[arg(short = 'e', long)]
+    exit_at_end: bool,
+    /// Line format: %t topic, %p partition, %o offset, %k key, %s value,
+    /// %T timestamp (ms), %h headers (k=v,...), %K key length, %S value length,
+    /// %% a percent sign; \n and \t escapes.
+    #[arg(short = 'f', long, default_value = "%s\\n")]
+    format: String,
+    /// Exit after this many records.
+    #[arg(short = 'c', long)]
+    count: Option<u64>,
+    /// Request timeout in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -123,6 +155,7 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Broker(args) => runtime.block_on(run_broker(args.into_config())),
+        Command::Consume(args) => runtime.block_on(consume(args)),
     }
 }
 
@@ -155,4 +188,90 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+async fn consume(args: ConsumeArgs) -> ExitCode {
+    use std::io::Write;
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    let result = async {
+        let cluster = minikafka::client::Cluster::connect(&args.bootstrap_server, "minikafka-consume", timeout).await?;
+        let partitions = args.partition.map(|p| vec![p]);
+        let mut consumer = minikafka::client::Consumer::new(cluster, &args.topic, partitions, args.offset).await?;
+        let mut printed = 0u64;
+        let stdout = std::io::stdout();
+        loop {
+            if args.count.is_some_and(|c| printed >= c) || (args.exit_at_end && consumer.at_end()) {
+                return Ok(());
+            }
+            let records = consumer.poll().await?;
+            let mut out = stdout.lock();
+            for consumed in records {
+                if args.count.is_some_and(|c| printed >= c) {
+                    break;
+                }
+                let line = format_record(&args.format, &args.topic, &consumed);
+                if out.write_all(&line).is_err() {
+                    return Ok(()); // the reader went away (a closed pipe)
+                }
+                printed += 1;
+            }
+            let _ = out.flush();
+        }
+    };
+    let result: Result<(), minikafka::client::ClientError> = result.await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("minikafka consume: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Renders one record with a kcat-style format string.
+fn format_record(format: &str, topic: &str, consumed: &minikafka::client::ConsumedRecord) -> Vec<u8> {
+    let record = &consumed.record;
+    let mut out = Vec::with_capacity(64);
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' => match chars.next() {
+                Some('t') => out.extend_from_slice(topic.as_bytes()),
+                Some('p') => out.extend_from_slice(consumed.partition.to_string().as_bytes()),
+                Some('o') => out.extend_from_slice(record.offset.to_string().as_bytes()),
+                Some('k') => out.extend_from_slice(record.key.as_deref().unwrap_or_default()),
+                Some('s') => out.extend_from_slice(record.value.as_deref().unwrap_or_default()),
+                Some('K') => out.extend_from_slice(length(record.key.as_deref()).as_bytes()),
+                Some('S') => out.extend_from_slice(length(record.value.as_deref()).as_bytes()),
+                Some('T') => out.extend_from_slice(record.timestamp.to_string().as_bytes()),
+                Some('h') => {
+                    let headers: Vec<Vec<u8>> = record
+                        .headers
+                        .iter()
+                        .map(|(k, v)| [k.as_bytes(), b"=", v.as_deref().unwrap_or_default()].concat())
+                        .collect();
+                    out.extend_from_slice(&headers.join(&b","[..]));
+                }
+                Some('%') => out.push(b'%'),
+                Some(other) => {
+                    out.push(b'%');
+                    out.extend_from_slice(other.to_string().as_bytes());
+                }
+                None => out.push(b'%'),
+            },
+            '\\' => match chars.next() {
+                Some('n') => out.push(b'\n'),
+                Some('t') => out.push(b'\t'),
+                Some(other) => out.extend_from_slice(format!("\\{other}").as_bytes()),
+                None => out.push(b'\\'),
+            },
+            c => out.extend_from_slice(c.to_string().as_bytes()),
+        }
+    }
+    out
+}
+
+/// A length as kcat prints it: -1 for null.
+fn length(bytes: Option<&[u8]>) -> String {
+    bytes.map_or(-1, |b| b.len() as i64).to_string()
 }

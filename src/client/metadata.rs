@@ -1,0 +1,131 @@
+//! What a client knows of the cluster: brokers, topics and partition
+//! leaders, learned from Metadata, and one connection per broker.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{BrokerConnection, ClientError};
+use crate::protocol::ErrorCode;
+use crate::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
+use crate::protocol::messages::{Request, Response};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub id: Uuid,
+    /// Leader node id of each partition, by index.
+    pub leaders: Vec<i32>,
+}
+
+pub struct Cluster {
+    client_id: String,
+    timeout: Duration,
+    bootstrap: BrokerConnection,
+    brokers: HashMap<i32, String>,
+    connections: HashMap<i32, BrokerConnection>,
+    topics: HashMap<String, TopicInfo>,
+}
+
+impl Cluster {
+    /// Connects to the first bootstrap server (comma-separated) that answers.
+    pub async fn connect(bootstrap: &str, client_id: &str, timeout: Duration) -> Result<Cluster, ClientError> {
+        let mut errors = Vec::new();
+        for server in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match BrokerConnection::connect(server, client_id, timeout).await {
+                Ok(bootstrap) => {
+                    return Ok(Cluster {
+                        client_id: client_id.to_string(),
+                        timeout,
+                        bootstrap,
+                        brokers: HashMap::new(),
+                        connections: HashMap::new(),
+                        topics: HashMap::new(),
+                    });
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(ClientError::NoBroker(errors.join("; ")))
+    }
+
+    /// Asks for `topics` (creating them only if `allow_auto_create`).
+    pub async fn refresh(&mut self, topics: &[&str], allow_auto_create: bool) -> Result<(), ClientError> {
+        let request = Request::Metadata(MetadataRequest {
+            topics: Some(
+                topics
+                    .iter()
+                    .map(|t| MetadataRequestTopic {
+                        name: Some(t.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            allow_auto_topic_creation: allow_auto_create,
+            ..Default::default()
+        });
+        let Response::Metadata(metadata) = self.bootstrap.call(request).await? else {
+            unreachable!("call answers with the request's api")
+        };
+        for broker in metadata.brokers {
+            let addr = if broker.host.contains(':') {
+                format!("[{}]:{}", broker.host, broker.port)
+            } else {
+                format!("{}:{}", broker.host, broker.port)
+            };
+            if self
+                .brokers
+                .insert(broker.node_id, addr.clone())
+                .is_some_and(|old| old != addr)
+            {
+                self.connections.remove(&broker.node_id);
+            }
+        }
+        for topic in metadata.topics {
+            let name = topic.name.unwrap_or_default();
+            if topic.error_code != ErrorCode::None.code() {
+                return Err(ClientError::Topic {
+                    topic: name,
+                    reason: ErrorCode::from_code(topic.error_code).to_string(),
+                });
+            }
+            let mut partitions: Vec<_> = topic
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id))
+                .collect();
+            partitions.sort_unstable();
+            let leaders = partitions.into_iter().map(|(_, leader)| leader).collect();
+            self.topics.insert(
+                name,
+                TopicInfo {
+                    id: topic.topic_id,
+                    leaders,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
+        self.topics.get(name)
+    }
+
+    /// The connection to broker `node_id`, opened on first use.
+    pub async fn broker(&mut self, node_id: i32) -> Result<&mut BrokerConnection, ClientError> {
+        if !self.connections.contains_key(&node_id) {
+            let addr = self
+                .brokers
+                .get(&node_id)
+                .ok_or_else(|| ClientError::NoBroker(format!("node {node_id}")))?;
+            let connection = BrokerConnection::connect(addr, &self.client_id, self.timeout).await?;
+            self.connections.insert(node_id, connection);
+        }
+        Ok(self.connections.get_mut(&node_id).expect("inserted above"))
+    }
+
+    /// Forgets the connection to `node_id` (after an error on it).
+    pub fn disconnect(&mut self, node_id: i32) {
+        self.connections.remove(&node_id);
+    }
+}
