@@ -404,19 +404,19 @@ async fn produce_refusals_name_the_problem() {
     );
     assert_eq!(old, vec![(ErrorCode::UnsupportedVersion.code(), -1)]);
 
-    let mut idempotent = good.to_vec();
-    idempotent[43..51].copy_from_slice(&7i64.to_be_bytes());
-    let crc = batch_crc(&idempotent);
-    idempotent[17..21].copy_from_slice(&crc.to_be_bytes());
+    let mut transactional = good.to_vec();
+    transactional[22] |= 0x10;
+    let crc = batch_crc(&transactional);
+    transactional[17..21].copy_from_slice(&crc.to_be_bytes());
     let Response::Produce(response) = client
-        .call(produce("refusals", vec![(0, Some(Bytes::from(idempotent)))], 1), 9)
+        .call(produce("refusals", vec![(0, Some(Bytes::from(transactional)))], 1), 9)
         .await
     else {
         panic!()
     };
     let partition = &response.responses[0].partition_responses[0];
     assert_eq!(partition.error_code, ErrorCode::InvalidRecord.code());
-    assert!(partition.error_message.as_deref().unwrap().contains("idempotent"));
+    assert!(partition.error_message.as_deref().unwrap().contains("transactional"));
 
     let missing = produce_results(client.call(produce("refusals", vec![(0, None)], 1), 9).await);
     assert_eq!(missing, vec![(ErrorCode::InvalidRecord.code(), -1)]);
@@ -873,4 +873,35 @@ async fn offset_for_leader_epoch_ends_the_only_epoch_at_the_log_end() {
             );
         }
     }
+}
+
+/// acks=0 gets no answer, so a failure closes the connection (as Kafka
+/// does) for the client to notice; a success keeps it open.
+#[tokio::test]
+async fn a_failed_acks_zero_produce_closes_the_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = broker_with_topic(dir.path(), "silent", 1).await;
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    client
+        .send_raw(&RawClient::frame(
+            &produce("silent", vec![(0, Some(batch(&["ok"], 1)))], 0),
+            9,
+            1,
+        ))
+        .await;
+    let alive = client
+        .call(Request::ApiVersions(ApiVersionsRequest::default()), 0)
+        .await;
+    assert!(
+        matches!(alive, Response::ApiVersions(_)),
+        "a successful acks=0 produce keeps the connection"
+    );
+    client
+        .send_raw(&RawClient::frame(
+            &produce("no-such-topic", vec![(0, Some(batch(&["x"], 1)))], 0),
+            9,
+            9,
+        ))
+        .await;
+    assert!(client.is_closed_by_broker().await, "a failed acks=0 produce closes it");
 }

@@ -3,14 +3,15 @@
 
 mod api_versions;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 pub mod topic;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use uuid::Uuid;
 
@@ -20,11 +21,22 @@ pub use topic::{Partition, Topic, validate_topic_name};
 use crate::config::BrokerConfig;
 use crate::protocol::messages::{Request, Response};
 use crate::protocol::{ErrorCode, RequestHeader};
+use crate::storage::producer_ids::ProducerIdAllocator;
 use crate::storage::{Catalog, StorageError};
 
 /// The leader epoch of every partition. One node never changes leader, so the
 /// epoch never moves; Metadata reports it and batches are stamped with it.
 pub const LEADER_EPOCH: i32 = 0;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Reply {
+    Respond(Response),
+    /// No response is sent (acks=0 produce).
+    Nothing,
+    /// Close the connection, for the logged reason.
+    Close(String),
+}
 
 /// The host and port clients are told to connect to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +55,14 @@ pub struct Broker {
     appended: tokio::sync::Notify,
     /// Flipped once, when the broker begins to shut down.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Producer ids handed out by InitProducerId, and the epoch each was
+    /// last given (for v3+ epoch bumps).
+    producers: Mutex<IssuedProducers>,
+}
+
+pub(crate) struct IssuedProducers {
+    ids: ProducerIdAllocator,
+    epochs: HashMap<i64, i16>,
 }
 
 /// Why a topic could not be created.
@@ -94,6 +114,21 @@ impl Broker {
             topics = topics.len(),
             "storage opened"
         );
+        // One past the largest producer id in any log: a floor for new ids
+        // even if the allocator's file were lost.
+        let floor = topics
+            .values()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter_map(|p| p.log().producers().max_producer_id())
+            })
+            .max()
+            .map_or(0, |id| id + 1);
+        let ids = match catalog.root() {
+            Some(root) => ProducerIdAllocator::open(root, floor)?,
+            None => ProducerIdAllocator::in_memory(),
+        };
         Ok(Broker {
             config,
             advertised,
@@ -101,6 +136,10 @@ impl Broker {
             topics: RwLock::new(topics),
             appended: tokio::sync::Notify::new(),
             shutdown: tokio::sync::watch::Sender::new(false),
+            producers: Mutex::new(IssuedProducers {
+                ids,
+                epochs: HashMap::new(),
+            }),
         })
     }
 
@@ -182,18 +221,24 @@ impl Broker {
     }
 
     /// Answers one request; `None` means no response is sent (acks=0 produce).
-    pub async fn handle(&self, header: &RequestHeader, request: Request) -> Option<Response> {
+    pub async fn handle(&self, header: &RequestHeader, request: Request) -> Reply {
         let version = header.api_version;
-        match request {
-            Request::ApiVersions(req) => Some(Response::ApiVersions(api_versions::handle(version, &req))),
-            Request::Metadata(req) => Some(Response::Metadata(metadata::handle(self, version, &req))),
-            Request::Produce(req) => produce::handle(self, version, &req).map(Response::Produce),
-            Request::Fetch(req) => Some(Response::Fetch(fetch::handle(self, version, &req).await)),
-            Request::ListOffsets(req) => Some(Response::ListOffsets(list_offsets::handle(self, version, &req))),
-            Request::OffsetForLeaderEpoch(req) => Some(Response::OffsetForLeaderEpoch(
-                offset_for_leader_epoch::handle(self, version, &req),
-            )),
-        }
+        let response = match request {
+            Request::ApiVersions(req) => Response::ApiVersions(api_versions::handle(version, &req)),
+            Request::Metadata(req) => Response::Metadata(metadata::handle(self, version, &req)),
+            Request::Produce(req) => match produce::handle(self, version, &req) {
+                produce::ProduceOutcome::Respond(response) => Response::Produce(response),
+                produce::ProduceOutcome::Silent => return Reply::Nothing,
+                produce::ProduceOutcome::Close(reason) => return Reply::Close(reason),
+            },
+            Request::Fetch(req) => Response::Fetch(fetch::handle(self, version, &req).await),
+            Request::InitProducerId(req) => Response::InitProducerId(init_producer_id::handle(self, version, &req)),
+            Request::ListOffsets(req) => Response::ListOffsets(list_offsets::handle(self, version, &req)),
+            Request::OffsetForLeaderEpoch(req) => {
+                Response::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, version, &req))
+            }
+        };
+        Reply::Respond(response)
     }
 
     /// Flushes every log to disk (on shutdown).

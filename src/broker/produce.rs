@@ -9,11 +9,23 @@ use crate::protocol::messages::produce::{
     PartitionProduceData, PartitionProduceResponse, ProduceRequest, ProduceResponse, TopicProduceResponse,
 };
 use crate::protocol::record_batch::validate_produced_batch;
+use crate::storage::producer_state::SequenceCheck;
 
 /// First version whose record sets are record batches v2.
 const FIRST_SERVED_VERSION: i16 = 3;
 
-pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> Option<ProduceResponse> {
+/// What a Produce request leads to.
+pub enum ProduceOutcome {
+    Respond(ProduceResponse),
+    /// acks=0 and all went well: the client expects no answer.
+    Silent,
+    /// acks=0 and something failed: the client reads no response, so, as
+    /// Kafka does, the connection is closed to make it notice (it then
+    /// refreshes its metadata and reconnects).
+    Close(String),
+}
+
+pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> ProduceOutcome {
     let refusal = if version < FIRST_SERVED_VERSION {
         // Advertised only so that librdkafka < 2.11 enables compression
         // (it checks for Produce v0); Kafka 4.0 does the same.
@@ -50,11 +62,26 @@ pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> Option
         })
         .collect();
     broker.appended.notify_waiters();
-    // acks=0: the client reads no response, so none is sent (Kafka does the same).
-    (request.acks != 0).then(|| ProduceResponse {
-        responses,
-        ..Default::default()
-    })
+    if request.acks != 0 {
+        return ProduceOutcome::Respond(ProduceResponse {
+            responses,
+            ..Default::default()
+        });
+    }
+    let failure = responses.iter().find_map(|t| {
+        t.partition_responses
+            .iter()
+            .find(|p| p.error_code != ErrorCode::None.code())
+            .map(|p| {
+                format!(
+                    "acks=0 produce to {}/{} failed: {}",
+                    t.name,
+                    p.index,
+                    ErrorCode::from_code(p.error_code)
+                )
+            })
+    });
+    failure.map_or(ProduceOutcome::Silent, ProduceOutcome::Close)
 }
 
 fn failed(index: i32, code: ErrorCode, message: String) -> PartitionProduceResponse {
@@ -89,15 +116,36 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
             return failed(data.index, e.error_code(), e.to_string());
         }
     };
-    if header.producer_id >= 0 {
+    if header.is_transactional() {
         return failed(
             data.index,
             ErrorCode::InvalidRecord,
-            "idempotent producers are not supported yet; set enable.idempotence=false".to_string(),
+            "transactional batches are not supported yet".to_string(),
         );
     }
     let records = data.records.as_ref().expect("validated batches are present");
     let mut log = partition.log();
+    if header.producer_id >= 0 {
+        match log.producers().check(&header) {
+            Ok(SequenceCheck::Append) => {}
+            // A retry of a batch already in the log: acknowledged again with
+            // its offsets, not appended twice.
+            Ok(SequenceCheck::Duplicate(original)) => {
+                return PartitionProduceResponse {
+                    index: data.index,
+                    error_code: ErrorCode::None.code(),
+                    base_offset: original.base_offset,
+                    log_append_time_ms: -1,
+                    log_start_offset: log.log_start_offset(),
+                    ..Default::default()
+                };
+            }
+            Err(e) => {
+                tracing::debug!(topic = topic_name, partition = data.index, error = %e, "refused a batch");
+                return failed(data.index, e.error_code(), e.to_string());
+            }
+        }
+    }
     match log.append(records, &header, LEADER_EPOCH) {
         Ok(appended) => PartitionProduceResponse {
             index: data.index,

@@ -10,6 +10,7 @@ pub enum ApiKey {
     ListOffsets = 2,
     Metadata = 3,
     ApiVersions = 18,
+    InitProducerId = 22,
     OffsetForLeaderEpoch = 23,
 }
 
@@ -71,6 +72,13 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         max_version: 4,
         flexible_from: 3,
         note: "newer versions are answered in v0 with UNSUPPORTED_VERSION (KIP-511)",
+    },
+    ApiSpec {
+        key: ApiKey::InitProducerId,
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 2,
+        note: "idempotent producers (v0 advertised: librdkafka < 2.11 needs it); v3+ bumps the epoch; transactional ids refused with INVALID_REQUEST",
     },
     ApiSpec {
         key: ApiKey::OffsetForLeaderEpoch,

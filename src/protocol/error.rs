@@ -110,6 +110,7 @@ error_codes! {
     UnknownLeaderEpoch = 75, true;
     UnsupportedCompressionType = 76, false;
     InvalidRecord = 87, false;
+    ProducerFenced = 90, false;
     UnknownTopicId = 100, true;
 }
 

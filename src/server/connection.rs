@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::broker::{Broker, api_versions_unsupported};
+use crate::broker::{Broker, Reply, api_versions_unsupported};
 use crate::protocol::api::api_name;
 use crate::protocol::header::RequestPrefix;
 use crate::protocol::messages::{Request, Response, response_header_is_flexible};
@@ -25,6 +25,10 @@ use crate::protocol::{ApiKey, DecodeError, RequestHeader, ResponseHeader};
 /// Read buffer growth step while a large frame arrives: memory follows the
 /// bytes actually received, not the size a frame claims.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Responses are written out once this many bytes wait, even if more
+/// pipelined requests are already read: memory per connection stays bounded.
+const WRITE_BUFFER_BYTES_MAX: usize = 1024 * 1024;
 
 /// Why a connection was closed by us.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +47,8 @@ enum ConnectionError {
     UnknownApi { key: i16, name: &'static str, version: i16 },
     #[error("unsupported version {version} of {name} (api key {key})")]
     UnsupportedVersion { key: i16, name: &'static str, version: i16 },
+    #[error("{0}")]
+    ClosedByBroker(String),
     #[error("malformed {name} v{version} request: {error}")]
     BadRequest {
         name: &'static str,
@@ -191,9 +197,17 @@ impl Connection {
             correlation_id = header.correlation_id,
             client_id = header.client_id.as_deref().unwrap_or("")
         );
-        let response = self.broker.handle(&header, request).instrument(span).await;
-        if let Some(response) = response {
-            self.write_response(header.correlation_id, api, version, &response);
+        if api == ApiKey::Fetch {
+            // A fetch may wait (long poll): answers already due go out first.
+            self.flush().await?;
+        }
+        match self.broker.handle(&header, request).instrument(span).await {
+            Reply::Respond(response) => self.write_response(header.correlation_id, api, version, &response),
+            Reply::Nothing => {}
+            Reply::Close(reason) => return Err(ConnectionError::ClosedByBroker(reason)),
+        }
+        if self.write_buf.len() >= WRITE_BUFFER_BYTES_MAX {
+            self.flush().await?;
         }
         Ok(())
     }

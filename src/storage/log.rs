@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 
 use super::StorageError;
+use super::producer_state::ProducerStates;
 use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, batch_crc, rewritten_prefix};
 
 /// Where a batch sits in the log.
@@ -47,6 +48,9 @@ pub struct PartitionLog {
     end_position: u64,
     log_start_offset: i64,
     next_offset: i64,
+    /// Idempotent producers' sequences, kept with the log they describe so
+    /// that checking and appending happen under one lock.
+    producers: ProducerStates,
 }
 
 /// Name of the first (and, for now, only) segment of a partition.
@@ -61,6 +65,7 @@ impl PartitionLog {
             end_position: 0,
             log_start_offset: 0,
             next_offset: 0,
+            producers: ProducerStates::default(),
         }
     }
 
@@ -74,7 +79,7 @@ impl PartitionLog {
             .create(true)
             .open(&path)
             .map_err(|e| StorageError::io(&path, e))?;
-        let (batches, valid_bytes, file_bytes) = scan(&file).map_err(|e| StorageError::io(&path, e))?;
+        let (batches, producers, valid_bytes, file_bytes) = scan(&file).map_err(|e| StorageError::io(&path, e))?;
         if valid_bytes < file_bytes {
             tracing::warn!(
                 path = %path.display(),
@@ -93,6 +98,7 @@ impl PartitionLog {
             end_position: valid_bytes,
             log_start_offset,
             next_offset,
+            producers,
         })
     }
 
@@ -104,6 +110,11 @@ impl PartitionLog {
 
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
+    }
+
+    /// Idempotent producers' state in this partition.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
     }
 
     /// Bytes in the log.
@@ -140,6 +151,7 @@ impl PartitionLog {
         });
         self.end_position += batch.len() as u64;
         self.next_offset = last_offset + 1;
+        self.producers.record(header, base_offset, last_offset);
         Ok(AppendedBatch {
             base_offset,
             last_offset,
@@ -251,14 +263,16 @@ fn write_all_vectored(file: &mut File, first: &[u8], second: &[u8]) -> io::Resul
 }
 
 /// Reads the segment from the start, returning the batches that are whole and
-/// valid, the length of that valid prefix and the file length.
-fn scan(file: &File) -> io::Result<(Vec<BatchPosition>, u64, u64)> {
+/// valid, the producer state they describe, the length of that valid prefix
+/// and the file length.
+fn scan(file: &File) -> io::Result<(Vec<BatchPosition>, ProducerStates, u64, u64)> {
     let file_bytes = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut batches = Vec::new();
     let mut position = 0u64;
     let mut buf = Vec::new();
     let mut expected_offset: Option<i64> = None;
+    let mut producers = ProducerStates::default();
     loop {
         let remaining = file_bytes - position;
         if remaining < BATCH_HEADER_BYTES as u64 {
@@ -283,6 +297,7 @@ fn scan(file: &File) -> io::Result<(Vec<BatchPosition>, u64, u64)> {
             break;
         }
         expected_offset = Some(header.last_offset() + 1);
+        producers.record(&header, header.base_offset, header.last_offset());
         batches.push(BatchPosition {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
@@ -292,7 +307,7 @@ fn scan(file: &File) -> io::Result<(Vec<BatchPosition>, u64, u64)> {
         });
         position += total;
     }
-    Ok((batches, position, file_bytes))
+    Ok((batches, producers, position, file_bytes))
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 
 pub mod catalog;
 pub mod log;
+pub mod producer_ids;
+pub mod producer_state;
 
 pub use catalog::{Catalog, StoredTopic};
 pub use log::{AppendedBatch, PartitionLog};

@@ -3,6 +3,7 @@
 
 pub mod api_versions;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -10,6 +11,7 @@ pub mod produce;
 
 pub use api_versions::{ApiVersionsRequest, ApiVersionsResponse};
 pub use fetch::{FetchRequest, FetchResponse};
+pub use init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 pub use list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
 pub use metadata::{MetadataRequest, MetadataResponse};
 pub use offset_for_leader_epoch::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
@@ -101,6 +103,7 @@ apis! {
     ListOffsets => ListOffsetsRequest, ListOffsetsResponse;
     Metadata => MetadataRequest, MetadataResponse;
     ApiVersions => ApiVersionsRequest, ApiVersionsResponse;
+    InitProducerId => InitProducerIdRequest, InitProducerIdResponse;
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse;
 }
 

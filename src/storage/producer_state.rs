@@ -1,0 +1,244 @@
+//! Idempotent producers' state in one partition: per producer id, the
+//! current epoch and the last five batches' sequence ranges and offsets, as
+//! Kafka keeps them (`ProducerStateManager`). Built from batch headers only,
+//! so recovery rebuilds it from the log it scans anyway.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::protocol::ErrorCode;
+use crate::protocol::record_batch::BatchHeader;
+
+/// How many recent batches per producer are remembered for deduplication:
+/// a producer has at most five requests in flight per partition.
+pub const BATCHES_REMEMBERED: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSequence {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProducerEntry {
+    epoch: i16,
+    batches: VecDeque<BatchSequence>,
+}
+
+/// What to do with a batch from an idempotent producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// New and in sequence (or from a producer this partition has not seen).
+    Append,
+    /// Already in the log: acknowledge with the original offsets.
+    Duplicate(BatchSequence),
+}
+
+/// Why a batch from an idempotent producer is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SequenceError {
+    #[error("producer {producer_id} epoch {epoch} is older than its current epoch {current}")]
+    StaleEpoch { producer_id: i64, epoch: i16, current: i16 },
+    #[error("producer {producer_id}: sequence {first_seq} does not follow {last_seq}")]
+    OutOfOrder {
+        producer_id: i64,
+        first_seq: i32,
+        last_seq: i32,
+    },
+    #[error("producer {producer_id}: a new epoch {epoch} must start at sequence 0, not {first_seq}")]
+    NewEpochNotAtZero {
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+    },
+}
+
+impl SequenceError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            SequenceError::StaleEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            SequenceError::OutOfOrder { .. } | SequenceError::NewEpochNotAtZero { .. } => {
+                ErrorCode::OutOfOrderSequenceNumber
+            }
+        }
+    }
+}
+
+/// The last sequence a batch covers; sequences wrap from `i32::MAX` to 0.
+pub fn last_sequence(header: &BatchHeader) -> i32 {
+    let last = i64::from(header.base_sequence) + i64::from(header.last_offset_delta);
+    if last > i64::from(i32::MAX) {
+        (last - i64::from(i32::MAX) - 1) as i32
+    } else {
+        last as i32
+    }
+}
+
+fn follows(last_seq: i32, next_seq: i32) -> bool {
+    i64::from(next_seq) == i64::from(last_seq) + 1 || (next_seq == 0 && last_seq == i32::MAX)
+}
+
+#[derive(Debug, Default)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+impl ProducerStates {
+    /// Checks a batch carrying a producer id against what this partition knows.
+    pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, SequenceError> {
+        let producer_id = header.producer_id;
+        let Some(entry) = self.producers.get(&producer_id) else {
+            // The first batch of an unknown producer is taken whatever its
+            // sequence, as Kafka does (the producer may have written to
+            // other partitions, or its old batches may have been deleted).
+            return Ok(SequenceCheck::Append);
+        };
+        let (epoch, first_seq) = (header.producer_epoch, header.base_sequence);
+        if epoch < entry.epoch {
+            return Err(SequenceError::StaleEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            });
+        }
+        if epoch > entry.epoch {
+            return if first_seq == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(SequenceError::NewEpochNotAtZero {
+                    producer_id,
+                    epoch,
+                    first_seq,
+                })
+            };
+        }
+        let last_seq = last_sequence(header);
+        if let Some(duplicate) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+        {
+            return Ok(SequenceCheck::Duplicate(*duplicate));
+        }
+        match entry.batches.back() {
+            Some(last) if !follows(last.last_seq, first_seq) => Err(SequenceError::OutOfOrder {
+                producer_id,
+                first_seq,
+                last_seq: last.last_seq,
+            }),
+            _ => Ok(SequenceCheck::Append),
+        }
+    }
+
+    /// Records a batch that was appended at `base_offset..=last_offset`.
+    pub fn record(&mut self, header: &BatchHeader, base_offset: i64, last_offset: i64) {
+        if header.producer_id < 0 {
+            return;
+        }
+        let entry = self.producers.entry(header.producer_id).or_default();
+        if header.producer_epoch != entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        if entry.batches.len() == BATCHES_REMEMBERED {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(BatchSequence {
+            first_seq: header.base_sequence,
+            last_seq: last_sequence(header),
+            base_offset,
+            last_offset,
+        });
+    }
+
+    /// The current epoch of `producer_id` here, if it has written here.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// The largest producer id that has written here.
+    pub fn max_producer_id(&self) -> Option<i64> {
+        self.producers.keys().max().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: records - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id,
+            producer_epoch: epoch,
+            base_sequence,
+            records_count: records,
+        }
+    }
+
+    #[test]
+    fn sequences_duplicates_gaps_and_epochs() {
+        let mut states = ProducerStates::default();
+        // Unknown producer: any sequence is accepted.
+        assert_eq!(states.check(&header(7, 0, 40, 5)), Ok(SequenceCheck::Append));
+        states.record(&header(7, 0, 40, 5), 0, 4);
+        assert_eq!(states.check(&header(7, 0, 45, 5)), Ok(SequenceCheck::Append));
+        states.record(&header(7, 0, 45, 5), 5, 9);
+        // A duplicate of either remembered batch.
+        let first = BatchSequence {
+            first_seq: 40,
+            last_seq: 44,
+            base_offset: 0,
+            last_offset: 4,
+        };
+        assert_eq!(states.check(&header(7, 0, 40, 5)), Ok(SequenceCheck::Duplicate(first)));
+        // A gap.
+        assert_eq!(
+            states.check(&header(7, 0, 51, 1)).unwrap_err().error_code(),
+            ErrorCode::OutOfOrderSequenceNumber
+        );
+        // A stale epoch.
+        states.record(&header(7, 1, 0, 1), 10, 10);
+        assert_eq!(
+            states.check(&header(7, 0, 50, 1)).unwrap_err().error_code(),
+            ErrorCode::InvalidProducerEpoch
+        );
+        // A new epoch must start at 0.
+        assert!(states.check(&header(7, 2, 3, 1)).is_err());
+        assert_eq!(states.check(&header(7, 2, 0, 1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn only_five_batches_are_remembered() {
+        let mut states = ProducerStates::default();
+        for i in 0..6 {
+            states.record(&header(1, 0, i, 1), i64::from(i), i64::from(i));
+        }
+        assert!(matches!(
+            states.check(&header(1, 0, 1, 1)),
+            Ok(SequenceCheck::Duplicate(_))
+        ));
+        // The sixth-last is forgotten: no longer a duplicate, and out of order.
+        assert!(states.check(&header(1, 0, 0, 1)).is_err());
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        let mut states = ProducerStates::default();
+        let near_end = header(3, 0, i32::MAX - 1, 2);
+        assert_eq!(last_sequence(&near_end), i32::MAX);
+        states.record(&near_end, 0, 1);
+        assert_eq!(states.check(&header(3, 0, 0, 3)), Ok(SequenceCheck::Append));
+        let across = header(3, 0, i32::MAX, 3);
+        assert_eq!(last_sequence(&across), 1);
+    }
+}
