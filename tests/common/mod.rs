@@ -311,3 +311,80 @@ pub fn kcat() -> PathBuf {
 pub fn python_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
 }
+
+/// A TCP proxy that cuts each connection (both directions, abruptly) after
+/// a pseudo-random number of bytes of *responses*: requests the broker has
+/// handled lose their answers, so the client must reconnect (through the
+/// proxy, which the broker advertises) and resend what the broker already
+/// has. That is the case idempotence exists for.
+pub struct CuttingProxy {
+    pub addr: SocketAddr,
+    listener: Option<TcpListener>,
+    pub cuts: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingProxy {
+    pub async fn bind() -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        CuttingProxy {
+            addr: listener.local_addr().unwrap(),
+            listener: Some(listener),
+            cuts: Arc::default(),
+        }
+    }
+
+    /// Forwards to `target`; each connection is cut after a number of
+    /// response bytes drawn from `budget_bytes`, for the first `max_cuts` cuts.
+    pub fn forward_to(&mut self, target: SocketAddr, seed: u64, budget_bytes: std::ops::Range<u64>, max_cuts: usize) {
+        let listener = self.listener.take().expect("forwarding starts once");
+        let cuts = self.cuts.clone();
+        tokio::spawn(async move {
+            let mut rng = seed | 1;
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                // xorshift64: reproducible from the seed the test prints.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let cut_at = budget_bytes.start + rng % (budget_bytes.end - budget_bytes.start);
+                let cut = cuts.load(std::sync::atomic::Ordering::SeqCst) < max_cuts;
+                let cuts = cuts.clone();
+                tokio::spawn(async move {
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let upstream = async {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    };
+                    let downstream = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        let mut sent = 0u64;
+                        loop {
+                            let n = match server_read.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if cut && sent + n as u64 >= cut_at {
+                                // Pass on part of this answer, then drop everything.
+                                let part = (cut_at - sent) as usize;
+                                let _ = client_write.write_all(&buf[..part]).await;
+                                cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                return;
+                            }
+                            sent += n as u64;
+                            if client_write.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    // Whichever side ends first ends both: the sockets drop.
+                    tokio::select! {
+                        _ = upstream => {}
+                        _ = downstream => {}
+                    }
+                });
+            }
+        });
+    }
+}

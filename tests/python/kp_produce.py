@@ -31,6 +31,8 @@ def main():
     p.add_argument("--acks", type=parse_acks, default="all", help="0, 1 or all")
     p.add_argument("--key-prefix", default="key-")
     p.add_argument("--value-prefix", default="value-")
+    p.add_argument("--idempotence", action="store_true",
+                   help="kafka-python's default (enable_idempotence=True); off unless given")
     p.add_argument("--timeout-s", type=float, default=60.0, help="give up on unacknowledged sends after this long")
     args = p.parse_args()
 
@@ -39,7 +41,7 @@ def main():
             bootstrap_servers=args.bootstrap,
             compression_type=None if args.compression == "none" else args.compression,
             acks=args.acks,
-            enable_idempotence=False,
+            enable_idempotence=args.idempotence,
             linger_ms=5,
         )
     except Exception as e:  # noqa: BLE001
