@@ -305,3 +305,51 @@ async fn after_a_restart_consumers_read_the_same_data_at_the_same_offsets() {
     assert_eq!(before, after);
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_out_of_range_positions_follow_auto_offset_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "python-reset", 5, "none").await;
+    let consume = |reset: &'static str, expect: usize| {
+        let bootstrap = bootstrap.clone();
+        async move {
+            let mut command = Command::new(python());
+            command.arg(python_script("kp_consume.py")).args([
+                "--bootstrap",
+                &bootstrap,
+                "--topic",
+                "python-reset",
+                "--seek",
+                "1000",
+                "--reset",
+                reset,
+                "--expect",
+                &expect.to_string(),
+            ]);
+            let lines = output_of(&mut command).await;
+            lines
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["offset"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        consume("earliest", 5).await,
+        vec![0, 1, 2, 3, 4],
+        "earliest: from the start"
+    );
+
+    // latest: the consumer waits at the end; only what comes after it arrives.
+    let waiting = tokio::spawn(consume("latest", 1));
+    let mut sent = 0;
+    while !waiting.is_finished() && sent < 300 {
+        produce(&bootstrap, "python-reset", 1, "none").await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let offsets = waiting.await.unwrap();
+    assert!(offsets[0] >= 5, "latest: reset to the end, got {offsets:?}");
+    broker.shutdown().await;
+}

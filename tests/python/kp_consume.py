@@ -26,6 +26,10 @@ def main():
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--timeout-s", type=float, default=30.0)
     p.add_argument("--group", default="none", help="only 'none' (no consumer group) is supported")
+    p.add_argument("--seek", type=int, default=None,
+                   help="seek every partition to this offset instead of the beginning")
+    p.add_argument("--reset", default="earliest", choices=["earliest", "latest"],
+                   help="auto_offset_reset, applied when --seek is out of range")
     args = p.parse_args()
     if args.group != "none":
         p.error("only --group none is supported")
@@ -35,7 +39,7 @@ def main():
         bootstrap_servers=args.bootstrap,
         enable_auto_commit=False,
         group_id=None,
-        auto_offset_reset="earliest",
+        auto_offset_reset=args.reset,
     )
     got = 0
     try:
@@ -50,7 +54,11 @@ def main():
             return 1
         tps = [TopicPartition(args.topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
+        if args.seek is None:
+            consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                consumer.seek(tp, args.seek)
 
         while got < args.expect:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
