@@ -36,6 +36,123 @@ enum Command {
     Broker(BrokerArgs),
     /// Print records of a topic (works against any Kafka broker).
     Consume(ConsumeArgs),
+    /// Send records: from arguments, or one per line from stdin.
+    Produce(ProduceArgs),
+    /// Load tests.
+    #[command(subcommand)]
+    Perf(PerfCommand),
+}
+
+#[derive(Subcommand)]
+enum PerfCommand {
+    /// Produce records as fast as allowed and report throughput and latency
+    /// (the counterpart of Kafka's producer perf test).
+    Produce(PerfProduceArgs),
+}
+
+#[derive(clap::Args)]
+struct ProducerFlags {
+    /// Bootstrap servers, comma-separated.
+    #[arg(short = 'b', long = "bootstrap-server", default_value = "localhost:9092")]
+    bootstrap_server: String,
+    /// acks: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: minikafka::producer::Acks,
+    /// linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// batch.size in bytes.
+    #[arg(long, default_value_t = 16384)]
+    batch_size: usize,
+    /// compression.type: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none", value_parser = parse_compression)]
+    compression: minikafka::producer::Compression,
+    /// Partitioner for keyed records: fnv1a (librdkafka's fnv1a, Sarama) or murmur2 (Java).
+    #[arg(long, default_value = "fnv1a")]
+    partitioner: minikafka::producer::Partitioner,
+    /// request.timeout.ms.
+    #[arg(long, default_value_t = 30_000)]
+    request_timeout_ms: u64,
+    /// delivery.timeout.ms.
+    #[arg(long, default_value_t = 120_000)]
+    delivery_timeout_ms: u64,
+}
+
+impl ProducerFlags {
+    fn config(&self, client_id: &str) -> minikafka::producer::ProducerConfig {
+        minikafka::producer::ProducerConfig {
+            bootstrap_servers: self.bootstrap_server.clone(),
+            client_id: client_id.into(),
+            acks: self.acks,
+            linger: std::time::Duration::from_millis(self.linger_ms),
+            batch_size: self.batch_size,
+            compression: self.compression,
+            partitioner: self.partitioner,
+            request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),
+            delivery_timeout: std::time::Duration::from_millis(self.delivery_timeout_ms),
+            ..Default::default()
+        }
+    }
+}
+
+fn parse_compression(s: &str) -> Result<minikafka::producer::Compression, String> {
+    use minikafka::producer::Compression;
+    match s {
+        "none" => Ok(Compression::None),
+        "gzip" => Ok(Compression::Gzip),
+        "snappy" => Ok(Compression::Snappy),
+        "lz4" => Ok(Compression::Lz4),
+        "zstd" => Ok(Compression::Zstd),
+        other => Err(format!("unknown compression {other:?}")),
+    }
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    #[command(flatten)]
+    producer: ProducerFlags,
+    /// Topic to write to.
+    #[arg(short = 't', long)]
+    topic: String,
+    /// Key of every record (unless -K splits keys out of the lines).
+    #[arg(short = 'k', long)]
+    key: Option<String>,
+    /// Header key=value (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "KEY=VALUE")]
+    headers: Vec<String>,
+    /// Write to this partition instead of letting the partitioner choose.
+    #[arg(short = 'p', long)]
+    partition: Option<i32>,
+    /// Split each stdin line into key and value at the first occurrence of
+    /// this delimiter (as kcat's -K).
+    #[arg(short = 'K', long = "key-delimiter")]
+    key_delimiter: Option<String>,
+    /// Print a line per delivered record (partition and offset).
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// Messages to send; without any, one per line from stdin.
+    messages: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct PerfProduceArgs {
+    #[command(flatten)]
+    producer: ProducerFlags,
+    /// Topic to write to (auto-created with the broker's default partitions).
+    #[arg(short = 't', long)]
+    topic: String,
+    /// Records to send.
+    #[arg(long, default_value_t = 1_000_000)]
+    num_records: u64,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Records per second at most; -1 for no limit.
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    throughput: i64,
+    /// Spread records over this many partitions round-robin (default: the partitioner's sticky choice).
+    #[arg(long)]
+    partitions: Option<i32>,
 }
 
 #[derive(clap::Args)]
@@ -156,6 +273,8 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Broker(args) => runtime.block_on(run_broker(args.into_config())),
         Command::Consume(args) => runtime.block_on(consume(args)),
+        Command::Produce(args) => runtime.block_on(produce(args)),
+        Command::Perf(PerfCommand::Produce(args)) => runtime.block_on(perf_produce(args)),
     }
 }
 
@@ -274,4 +393,193 @@ fn format_record(format: &str, topic: &str, consumed: &minikafka::client::Consum
 /// A length as kcat prints it: -1 for null.
 fn length(bytes: Option<&[u8]>) -> String {
     bytes.map_or(-1, |b| b.len() as i64).to_string()
+}
+
+async fn produce(args: ProduceArgs) -> ExitCode {
+    use minikafka::producer::{Producer, ProducerRecord};
+    use tokio::io::AsyncBufReadExt;
+    let producer = match Producer::new(args.producer.config("minikafka-produce")).await {
+        Ok(producer) => producer,
+        Err(e) => {
+            eprintln!("minikafka produce: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let Some((key, value)) = header.split_once('=') else {
+            eprintln!("minikafka produce: header {header:?} is not KEY=VALUE");
+            return ExitCode::FAILURE;
+        };
+        headers.push((key.to_string(), Some(bytes::Bytes::from(value.to_string()))));
+    }
+    let record = |line: String| {
+        let (key, value) = match &args.key_delimiter {
+            Some(delimiter) => match line.split_once(delimiter.as_str()) {
+                Some((key, value)) => (Some(key.to_string()), value.to_string()),
+                None => (args.key.clone(), line),
+            },
+            None => (args.key.clone(), line),
+        };
+        ProducerRecord {
+            topic: args.topic.clone(),
+            key: key.map(bytes::Bytes::from),
+            value: Some(bytes::Bytes::from(value)),
+            headers: headers.clone(),
+            partition: args.partition,
+            timestamp: None,
+        }
+    };
+    let mut deliveries = Vec::new();
+    if args.messages.is_empty() {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => deliveries.push(producer.send(record(line)).await),
+                Ok(None) => break,
+                Err(e) => {
+                    eprintln!("minikafka produce: reading stdin: {e}");
+                    break;
+                }
+            }
+        }
+    } else {
+        for message in args.messages.clone() {
+            deliveries.push(producer.send(record(message)).await);
+        }
+    }
+    let (mut delivered, mut failed) = (0u64, 0u64);
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        match delivery.await {
+            Ok(meta) => {
+                delivered += 1;
+                if args.verbose {
+                    println!(
+                        "delivered record {i} to {}/{} at offset {}",
+                        args.topic, meta.partition, meta.offset
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("minikafka produce: record {i} not delivered: {e}");
+            }
+        }
+    }
+    producer.close().await;
+    if !args.verbose {
+        println!("{delivered} delivered, {failed} failed");
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn perf_produce(args: PerfProduceArgs) -> ExitCode {
+    use minikafka::producer::{Producer, ProducerRecord};
+    use std::future::Future;
+    use std::time::{Duration, Instant};
+    let producer = match Producer::new(args.producer.config("minikafka-perf")).await {
+        Ok(producer) => producer,
+        Err(e) => {
+            eprintln!("minikafka perf produce: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let value = bytes::Bytes::from(vec![b'x'; args.record_size]);
+    let started = Instant::now();
+    let mut progress_at = started + Duration::from_secs(5);
+    // Deliveries complete roughly in send order: the oldest are checked
+    // (without blocking) after every send, so a latency is taken within
+    // microseconds of its acknowledgement, with no task per record.
+    let mut in_flight: std::collections::VecDeque<(Instant, minikafka::producer::DeliveryFuture)> =
+        std::collections::VecDeque::new();
+    let mut collected: Vec<u64> = Vec::with_capacity(args.num_records as usize);
+    let mut failures = 0u64;
+    for i in 0..args.num_records {
+        if args.throughput > 0 {
+            let due = started + Duration::from_secs_f64(i as f64 / args.throughput as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let record = ProducerRecord {
+            topic: args.topic.clone(),
+            value: Some(value.clone()),
+            partition: args.partitions.map(|n| (i % n.max(1) as u64) as i32),
+            ..ProducerRecord::default()
+        };
+        let sent_at = Instant::now();
+        in_flight.push_back((sent_at, producer.send(record).await));
+        while let Some((sent_at, delivery)) = in_flight.front_mut() {
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            match std::pin::Pin::new(delivery).poll(&mut cx) {
+                std::task::Poll::Ready(result) => {
+                    record_latency(
+                        result.map(|_| sent_at.elapsed().as_micros() as u64),
+                        &mut collected,
+                        &mut failures,
+                    );
+                    in_flight.pop_front();
+                }
+                std::task::Poll::Pending => break,
+            }
+        }
+        if Instant::now() >= progress_at {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!("{} records sent, {:.0} records/s so far", i + 1, (i + 1) as f64 / secs);
+            progress_at += Duration::from_secs(5);
+        }
+    }
+    producer.flush().await;
+    for (sent_at, delivery) in in_flight {
+        record_latency(
+            delivery.await.map(|_| sent_at.elapsed().as_micros() as u64),
+            &mut collected,
+            &mut failures,
+        );
+    }
+    let secs = started.elapsed().as_secs_f64();
+    collected.sort_unstable();
+    let pick = |q: f64| {
+        collected
+            .get(((collected.len() as f64 * q) as usize).min(collected.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    let avg = collected.iter().sum::<u64>() as f64 / collected.len().max(1) as f64 / 1000.0;
+    let records = collected.len() as f64;
+    println!(
+        "{} records sent, {:.1} records/sec ({:.2} MB/sec), {:.2} ms avg latency, {:.2} ms max latency, {:.2} ms 50th, {:.2} ms 99th, {:.2} ms 99.9th.",
+        collected.len(),
+        records / secs,
+        records * args.record_size as f64 / 1e6 / secs,
+        avg,
+        collected.last().copied().unwrap_or(0) as f64 / 1000.0,
+        pick(0.5),
+        pick(0.99),
+        pick(0.999),
+    );
+    if failures > 0 {
+        eprintln!("{failures} records failed");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn record_latency(
+    latency: Result<u64, minikafka::producer::ProduceError>,
+    collected: &mut Vec<u64>,
+    failures: &mut u64,
+) {
+    match latency {
+        Ok(micros) => collected.push(micros),
+        Err(e) => {
+            if *failures < 5 {
+                eprintln!("delivery failed: {e}");
+            }
+            *failures += 1;
+        }
+    }
 }

@@ -5,11 +5,13 @@
 //! - [`storage`]: partition logs on disk (or in memory); knows nothing of requests.
 //! - [`broker`]: typed requests -> typed responses over the storage; no sockets.
 //! - [`server`]: the listeners and connections; the only code that owns sockets.
-//! - [`client`]: client-side pieces (the partitioner), reusing `protocol`.
+//! - [`client`]: client-side code (connections, metadata, a consumer, the
+//!   partitioner), reusing `protocol`; [`producer`]: the bundled producer.
 
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod producer;
 pub mod protocol;
 pub mod server;
 pub mod storage;

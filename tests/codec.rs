@@ -18,6 +18,7 @@ use common::*;
 use minikafka::protocol::header::RequestPrefix;
 use minikafka::protocol::messages::api_versions::*;
 use minikafka::protocol::messages::fetch::*;
+use minikafka::protocol::messages::init_producer_id::*;
 use minikafka::protocol::messages::list_offsets::*;
 use minikafka::protocol::messages::metadata::*;
 use minikafka::protocol::messages::offset_for_leader_epoch::*;
@@ -253,6 +254,20 @@ fn samples() -> Vec<(Request, Response)> {
                     }],
                 }],
                 node_endpoints: vec![],
+            }),
+        ),
+        (
+            Request::InitProducerId(InitProducerIdRequest {
+                transactional_id: Some("tx".into()),
+                transaction_timeout_ms: 60_000,
+                producer_id: 12,
+                producer_epoch: 3,
+            }),
+            Response::InitProducerId(InitProducerIdResponse {
+                throttle_time_ms: 1,
+                error_code: 0,
+                producer_id: 12,
+                producer_epoch: 4,
             }),
         ),
         (

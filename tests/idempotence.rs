@@ -273,6 +273,11 @@ async fn producer_ids_are_unique_epochs_bump_and_both_survive_restarts() {
         init_producer_id(&mut client, 3, second, 0).await.0,
         ErrorCode::InvalidProducerEpoch.code()
     );
+    // An id without an epoch is not a pair Kafka accepts.
+    assert_eq!(
+        init_producer_id(&mut client, 4, second, -1).await.0,
+        ErrorCode::InvalidRequest.code()
+    );
     // Transactions are refused.
     let request = Request::InitProducerId(InitProducerIdRequest {
         transactional_id: Some("tx".into()),

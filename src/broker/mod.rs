@@ -124,7 +124,7 @@ impl Broker {
                     .filter_map(|p| p.log().producers().max_producer_id())
             })
             .max()
-            .map_or(0, |id| id + 1);
+            .map_or(0, |id: i64| id.saturating_add(1));
         let ids = match catalog.root() {
             Some(root) => ProducerIdAllocator::open(root, floor)?,
             None => ProducerIdAllocator::in_memory(),

@@ -55,6 +55,11 @@ impl BrokerConnection {
         &self.addr
     }
 
+    /// The address, client id, negotiated versions and the socket.
+    pub(crate) fn into_parts(self) -> (String, String, HashMap<ApiKey, i16>, TcpStream) {
+        (self.addr, self.client_id, self.versions, self.stream)
+    }
+
     /// The version this connection uses for `key`, if the broker serves it.
     pub fn version(&self, key: ApiKey) -> Option<i16> {
         self.versions.get(&key).copied()

@@ -107,6 +107,19 @@ impl Cluster {
         Ok(())
     }
 
+    /// `host:port` of broker `node_id`, as Metadata advertised it.
+    pub fn broker_addr(&self, node_id: i32) -> Option<&str> {
+        self.brokers.get(&node_id).map(String::as_str)
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
         self.topics.get(name)
     }

@@ -6,10 +6,12 @@ pub mod connection;
 pub mod consumer;
 pub mod metadata;
 pub mod partitioner;
+pub mod pipeline;
 
 pub use connection::BrokerConnection;
 pub use consumer::{ConsumedRecord, Consumer, StartOffset};
 pub use metadata::Cluster;
+pub use pipeline::PipelinedConnection;
 
 use crate::protocol::{ApiKey, DecodeError, ErrorCode};
 

@@ -157,6 +157,8 @@ pub enum BatchError {
     ZstdBeforeV7,
     #[error("control batches may only be written by the broker")]
     ControlBatch,
+    #[error("a batch with a producer id needs an epoch and a sequence, not {producer_epoch} and {base_sequence}")]
+    InvalidProducerFields { producer_epoch: i16, base_sequence: i32 },
     #[error("batch of {size} bytes exceeds the maximum of {max} bytes")]
     TooLarge { size: usize, max: usize },
 }
@@ -173,7 +175,8 @@ impl BatchError {
             | BatchError::UnsupportedMagic(_)
             | BatchError::MoreThanOneBatch(_)
             | BatchError::CountMismatch { .. }
-            | BatchError::ControlBatch => ErrorCode::InvalidRecord,
+            | BatchError::ControlBatch
+            | BatchError::InvalidProducerFields { .. } => ErrorCode::InvalidRecord,
         }
     }
 }
@@ -235,6 +238,12 @@ pub fn validate_produced_batch(
     }
     if header.is_control() {
         return Err(BatchError::ControlBatch);
+    }
+    if header.producer_id >= 0 && (header.base_sequence < 0 || header.producer_epoch < 0) {
+        return Err(BatchError::InvalidProducerFields {
+            producer_epoch: header.producer_epoch,
+            base_sequence: header.base_sequence,
+        });
     }
     Ok(header)
 }

@@ -66,6 +66,11 @@ impl RecordBatchBuilder {
         self.count == 0
     }
 
+    /// Size of the batch if built now without compression.
+    pub fn size_bytes(&self) -> usize {
+        BATCH_HEADER_BYTES + self.records.len()
+    }
+
     /// Appends a record; its `offset` is ignored (records are numbered in
     /// push order) and a zero timestamp means the batch's base timestamp.
     pub fn push(&mut self, record: Record) {

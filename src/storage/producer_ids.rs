@@ -51,8 +51,12 @@ impl ProducerIdAllocator {
 
     /// The next unused id.
     pub fn allocate(&mut self) -> Result<i64, StorageError> {
+        if self.next == i64::MAX {
+            let path = self.path.clone().unwrap_or_default();
+            return Err(StorageError::invalid(&path, "producer ids exhausted"));
+        }
         if self.next >= self.reserved_until {
-            let until = self.next + BLOCK;
+            let until = self.next.saturating_add(BLOCK);
             if let Some(path) = &self.path {
                 write_atomically(path, format!("next_producer_id={until}\n").as_bytes())?;
             }
