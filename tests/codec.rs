@@ -447,6 +447,7 @@ async fn capture_client_fixtures() {
                 let producer: FutureProducer = ClientConfig::new()
                     .set("bootstrap.servers", &bootstrap)
                     .set("compression.codec", "zstd")
+                    .set("enable.idempotence", "true")
                     .create()
                     .unwrap();
                 producer

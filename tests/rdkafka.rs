@@ -129,8 +129,11 @@ async fn produce_with_acks(acks: &str) {
             "zstd" => 4,
             _ => 0,
         };
+        // librdkafka sends a batch uncompressed when compressing would not
+        // make it smaller (a small last batch, say); the rest carry the codec.
+        assert!(stored_codecs.contains(&expected), "{topic}: codecs {stored_codecs:?}");
         assert!(
-            stored_codecs.iter().all(|c| *c == expected),
+            stored_codecs.iter().all(|c| *c == expected || *c == 0),
             "{topic}: codecs {stored_codecs:?}"
         );
 

@@ -16,8 +16,14 @@ const FIRST_PRODUCER_FENCED_VERSION: i16 = 4;
 pub fn handle(broker: &Broker, version: i16, request: &InitProducerIdRequest) -> InitProducerIdResponse {
     let refuse = |code: ErrorCode| InitProducerIdResponse {
         error_code: code.code(),
+        producer_epoch: -1,
         ..Default::default()
     };
+    if (request.producer_id < 0) != (request.producer_epoch < 0) {
+        // An id without an epoch (or the reverse) is not a producer Kafka
+        // knows how to resume: it refuses the pair as a malformed request.
+        return refuse(ErrorCode::InvalidRequest);
+    }
     if request.transactional_id.is_some() {
         // No transaction coordinator yet. INVALID_REQUEST is fatal in
         // clients and Java words it as "sent to an incompatible broker".
@@ -32,19 +38,20 @@ pub fn handle(broker: &Broker, version: i16, request: &InitProducerIdRequest) ->
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     if request.producer_id >= 0 {
-        // The epoch this id is at: the last one we issued, or, after a
-        // restart, the newest one its batches carry in any partition.
-        let current = issued.epochs.get(&request.producer_id).copied().or_else(|| {
-            broker
-                .topics()
-                .iter()
-                .flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .filter_map(|p| p.log().producers().epoch_of(request.producer_id))
-                })
-                .max()
-        });
+        // The epoch this id is at: the newer of the last one we issued and
+        // the newest its batches carry in any partition (clients such as
+        // librdkafka bump epochs on their own, and a restart forgets what
+        // was issued).
+        let in_logs = broker
+            .topics()
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter_map(|p| p.log().producers().epoch_of(request.producer_id))
+            })
+            .max();
+        let current = issued.epochs.get(&request.producer_id).copied().max(in_logs);
         match current {
             Some(current) if request.producer_epoch == current && current < i16::MAX - 1 => {
                 let epoch = current + 1;

@@ -58,7 +58,9 @@ pub(super) struct Sender {
     connections: HashMap<i32, PipelinedConnection>,
     /// Keyless records go to this partition until its batch closes.
     sticky: HashMap<String, i32>,
-    open: HashMap<TopicPartition, OpenBatch>,
+    /// Batches being filled, by topic then partition (looked up per record
+    /// by `&str`, so a record costs no topic clone).
+    open: HashMap<String, HashMap<i32, OpenBatch>>,
     queues: BTreeMap<TopicPartition, VecDeque<ClosedBatch>>,
     /// Partitions with a batch in flight: one at a time keeps their order.
     muted: HashSet<TopicPartition>,
@@ -153,7 +155,11 @@ impl Sender {
 
     /// The earliest moment something is due: a linger, a retry, a refresh.
     fn next_wake(&self) -> Instant {
-        let lingers = self.open.values().map(|b| b.created + self.config.linger);
+        let lingers = self
+            .open
+            .values()
+            .flat_map(HashMap::values)
+            .map(|b| b.created + self.config.linger);
         let retries = self
             .queues
             .values()
@@ -174,7 +180,8 @@ impl Sender {
 
     async fn refresh_metadata(&mut self) {
         let mut topics: Vec<String> = self.sticky.keys().cloned().collect();
-        topics.extend(self.open.keys().chain(self.queues.keys()).map(|(t, _)| t.clone()));
+        topics.extend(self.open.keys().cloned());
+        topics.extend(self.queues.keys().map(|(t, _)| t.clone()));
         topics.sort();
         topics.dedup();
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -236,16 +243,20 @@ impl Sender {
                 *sticky
             }
         };
-        let tp = (record.topic.clone(), partition);
-        let entry_size = size;
+        let full = |b: &OpenBatch| b.builder.size_bytes() + size > self.config.batch_size;
         if self
             .open
-            .get(&tp)
-            .is_some_and(|b| b.builder.size_bytes() + entry_size > self.config.batch_size)
+            .get(&record.topic)
+            .and_then(|p| p.get(&partition))
+            .is_some_and(full)
         {
-            self.close(&tp);
+            self.close(&record.topic, partition);
         }
-        let batch = self.open.entry(tp.clone()).or_insert_with(|| OpenBatch {
+        if !self.open.contains_key(&record.topic) {
+            self.open.insert(record.topic.clone(), HashMap::new());
+        }
+        let batches = self.open.get_mut(&record.topic).expect("inserted above");
+        let batch = batches.entry(partition).or_insert_with(|| OpenBatch {
             builder: RecordBatchBuilder::new(now_ms()),
             pending: Vec::new(),
             created: Instant::now(),
@@ -259,7 +270,7 @@ impl Sender {
         });
         batch.pending.push(pending);
         if batch.builder.size_bytes() >= self.config.batch_size {
-            self.close(&tp);
+            self.close(&record.topic, partition);
         }
     }
 
@@ -269,9 +280,12 @@ impl Sender {
         }
     }
 
-    /// Turns the open batch of `tp` into bytes and queues it.
-    fn close(&mut self, tp: &TopicPartition) {
-        let Some(batch) = self.open.remove(tp) else { return };
+    /// Turns the open batch of a partition into bytes and queues it.
+    fn close(&mut self, topic: &str, partition: i32) {
+        let Some(batch) = self.open.get_mut(topic).and_then(|p| p.remove(&partition)) else {
+            return;
+        };
+        let tp: TopicPartition = (topic.to_string(), partition);
         // Keyless records move on to the next partition.
         let count = self.cluster.topic(&tp.0).map_or(1, |t| t.leaders.len().max(1)) as i32;
         if let Some(sticky) = self.sticky.get_mut(&tp.0).filter(|s| **s == tp.1) {
@@ -305,11 +319,12 @@ impl Sender {
         let due: Vec<TopicPartition> = self
             .open
             .iter()
-            .filter(|(_, b)| flushing || now >= b.created + self.config.linger)
-            .map(|(tp, _)| tp.clone())
+            .flat_map(|(topic, batches)| batches.iter().map(move |(p, b)| (topic, *p, b)))
+            .filter(|(_, _, b)| flushing || now >= b.created + self.config.linger)
+            .map(|(topic, partition, _)| (topic.clone(), partition))
             .collect();
-        for tp in due {
-            self.close(&tp);
+        for (topic, partition) in due {
+            self.close(&topic, partition);
         }
     }
 

@@ -123,6 +123,16 @@ pub fn uvarint_len(value: u32) -> usize {
     }
 }
 
+/// Number of bytes `put_uvarlong` writes for `value`.
+pub fn uvarlong_len(value: u64) -> usize {
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Number of bytes `put_varlong` writes for `value`.
+pub fn varlong_len(value: i64) -> usize {
+    uvarlong_len(((value << 1) ^ (value >> 63)) as u64)
+}
+
 /// Number of bytes `put_varint` writes for `value`.
 pub fn varint_len(value: i32) -> usize {
     uvarint_len(((value << 1) ^ (value >> 31)) as u32)
@@ -427,9 +437,10 @@ mod tests {
             assert_eq!(buf.len(), varint_len(v));
             assert_eq!(varint(&buf).unwrap().1, v);
         }
-        for v in [0i64, -1, i64::MAX, i64::MIN, 1 << 40] {
+        for v in [0i64, -1, 63, 64, i64::MAX, i64::MIN, 1 << 40] {
             let mut buf = Vec::new();
             put_varlong(&mut buf, v);
+            assert_eq!(buf.len(), varlong_len(v), "{v}");
             assert_eq!(varlong(&buf).unwrap().1, v);
         }
     }

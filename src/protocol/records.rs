@@ -13,7 +13,7 @@ use nom::bytes::complete::take;
 use nom::number::complete::be_i8;
 
 use super::error::DecodeError;
-use super::primitives::{PResult, put_varint, put_varlong, varint, varlong};
+use super::primitives::{PResult, put_varint, put_varlong, varint, varint_len, varlong, varlong_len};
 use super::record_batch::{BATCH_HEADER_BYTES, BatchHeader, Compression, LOG_OVERHEAD_BYTES, batch_crc};
 
 /// One record, with absolute offset and timestamp.
@@ -80,19 +80,35 @@ impl RecordBatchBuilder {
             record.timestamp
         };
         self.max_timestamp = self.max_timestamp.max(timestamp);
-        let mut body = Vec::with_capacity(32);
-        body.put_i8(0);
-        put_varlong(&mut body, timestamp - self.base_timestamp);
-        put_varint(&mut body, self.count);
-        put_nullable_varint_bytes(&mut body, record.key.as_deref());
-        put_nullable_varint_bytes(&mut body, record.value.as_deref());
-        put_varint(&mut body, record.headers.len() as i32);
+        let timestamp_delta = timestamp - self.base_timestamp;
+        // The record's length comes first, so add it up before writing: no
+        // scratch buffer per record.
+        let field = |bytes: Option<&[u8]>| bytes.map_or(varint_len(-1), |b| varint_len(b.len() as i32) + b.len());
+        let headers_len: usize = record
+            .headers
+            .iter()
+            .map(|(k, v)| field(Some(k.as_bytes())) + field(v.as_deref()))
+            .sum();
+        let body_len = 1
+            + varlong_len(timestamp_delta)
+            + varint_len(self.count)
+            + field(record.key.as_deref())
+            + field(record.value.as_deref())
+            + varint_len(record.headers.len() as i32)
+            + headers_len;
+        let records = &mut self.records;
+        records.reserve(body_len + 5);
+        put_varint(records, body_len as i32);
+        records.put_i8(0);
+        put_varlong(records, timestamp_delta);
+        put_varint(records, self.count);
+        put_nullable_varint_bytes(records, record.key.as_deref());
+        put_nullable_varint_bytes(records, record.value.as_deref());
+        put_varint(records, record.headers.len() as i32);
         for (key, value) in &record.headers {
-            put_nullable_varint_bytes(&mut body, Some(key.as_bytes()));
-            put_nullable_varint_bytes(&mut body, value.as_deref());
+            put_nullable_varint_bytes(records, Some(key.as_bytes()));
+            put_nullable_varint_bytes(records, value.as_deref());
         }
-        put_varint(&mut self.records, body.len() as i32);
-        self.records.put_slice(&body);
         self.count += 1;
     }
 
