@@ -18,10 +18,14 @@ use common::*;
 use minikafka::protocol::header::RequestPrefix;
 use minikafka::protocol::messages::api_versions::*;
 use minikafka::protocol::messages::fetch::*;
+use minikafka::protocol::messages::find_coordinator::*;
+use minikafka::protocol::messages::group_admin::*;
+use minikafka::protocol::messages::groups::*;
 use minikafka::protocol::messages::init_producer_id::*;
 use minikafka::protocol::messages::list_offsets::*;
 use minikafka::protocol::messages::metadata::*;
 use minikafka::protocol::messages::offset_for_leader_epoch::*;
+use minikafka::protocol::messages::offsets::*;
 use minikafka::protocol::messages::produce::*;
 use minikafka::protocol::messages::{Request, Response};
 use minikafka::protocol::{ApiKey, RequestHeader, SUPPORTED_APIS};
@@ -254,6 +258,249 @@ fn samples() -> Vec<(Request, Response)> {
                     }],
                 }],
                 node_endpoints: vec![],
+            }),
+        ),
+        (
+            Request::FindCoordinator(FindCoordinatorRequest {
+                key: "g".into(),
+                key_type: 0,
+                coordinator_keys: vec!["g".into(), "h".into()],
+            }),
+            Response::FindCoordinator(FindCoordinatorResponse {
+                throttle_time_ms: 0,
+                error_code: 0,
+                error_message: Some("m".into()),
+                node_id: 0,
+                host: "h".into(),
+                port: 9092,
+                coordinators: vec![Coordinator {
+                    key: "g".into(),
+                    node_id: 0,
+                    host: "h".into(),
+                    port: 9092,
+                    error_code: 0,
+                    error_message: None,
+                }],
+            }),
+        ),
+        (
+            Request::JoinGroup(JoinGroupRequest {
+                group_id: "g".into(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 30_000,
+                member_id: "m".into(),
+                group_instance_id: Some("i".into()),
+                protocol_type: "consumer".into(),
+                protocols: vec![JoinGroupRequestProtocol {
+                    name: "range".into(),
+                    metadata: Bytes::from_static(b"md"),
+                }],
+                reason: Some("r".into()),
+            }),
+            Response::JoinGroup(JoinGroupResponse {
+                throttle_time_ms: 0,
+                error_code: 0,
+                generation_id: 3,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                leader: "m".into(),
+                skip_assignment: true,
+                member_id: "m".into(),
+                members: vec![JoinGroupResponseMember {
+                    member_id: "m".into(),
+                    group_instance_id: Some("i".into()),
+                    metadata: Bytes::from_static(b"md"),
+                }],
+            }),
+        ),
+        (
+            Request::SyncGroup(SyncGroupRequest {
+                group_id: "g".into(),
+                generation_id: 3,
+                member_id: "m".into(),
+                group_instance_id: Some("i".into()),
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                assignments: vec![SyncGroupRequestAssignment {
+                    member_id: "m".into(),
+                    assignment: Bytes::from_static(b"a"),
+                }],
+            }),
+            Response::SyncGroup(SyncGroupResponse {
+                throttle_time_ms: 0,
+                error_code: 0,
+                protocol_type: Some("consumer".into()),
+                protocol_name: Some("range".into()),
+                assignment: Bytes::from_static(b"a"),
+            }),
+        ),
+        (
+            Request::Heartbeat(HeartbeatRequest {
+                group_id: "g".into(),
+                generation_id: 3,
+                member_id: "m".into(),
+                group_instance_id: Some("i".into()),
+            }),
+            Response::Heartbeat(HeartbeatResponse {
+                throttle_time_ms: 1,
+                error_code: 27,
+            }),
+        ),
+        (
+            Request::LeaveGroup(LeaveGroupRequest {
+                group_id: "g".into(),
+                member_id: "m".into(),
+                members: vec![MemberIdentity {
+                    member_id: "m".into(),
+                    group_instance_id: Some("i".into()),
+                    reason: Some("r".into()),
+                }],
+            }),
+            Response::LeaveGroup(LeaveGroupResponse {
+                throttle_time_ms: 0,
+                error_code: 0,
+                members: vec![MemberResponse {
+                    member_id: "m".into(),
+                    group_instance_id: None,
+                    error_code: 25,
+                }],
+            }),
+        ),
+        (
+            Request::OffsetCommit(OffsetCommitRequest {
+                group_id: "g".into(),
+                generation_id_or_member_epoch: 3,
+                member_id: "m".into(),
+                group_instance_id: Some("i".into()),
+                retention_time_ms: 1000,
+                topics: vec![OffsetCommitRequestTopic {
+                    name: "t".into(),
+                    partitions: vec![OffsetCommitRequestPartition {
+                        partition_index: 1,
+                        committed_offset: 42,
+                        committed_leader_epoch: 0,
+                        commit_timestamp: 5,
+                        committed_metadata: Some("md".into()),
+                    }],
+                }],
+            }),
+            Response::OffsetCommit(OffsetCommitResponse {
+                throttle_time_ms: 0,
+                topics: vec![OffsetCommitResponseTopic {
+                    name: "t".into(),
+                    partitions: vec![OffsetCommitResponsePartition {
+                        partition_index: 1,
+                        error_code: 0,
+                    }],
+                }],
+            }),
+        ),
+        (
+            Request::OffsetFetch(OffsetFetchRequest {
+                group_id: "g".into(),
+                topics: Some(vec![OffsetFetchRequestTopic {
+                    name: "t".into(),
+                    partition_indexes: vec![0, 1],
+                }]),
+                groups: vec![OffsetFetchRequestGroup {
+                    group_id: "g".into(),
+                    member_id: Some("m".into()),
+                    member_epoch: 2,
+                    topics: None,
+                }],
+                require_stable: true,
+            }),
+            Response::OffsetFetch(OffsetFetchResponse {
+                throttle_time_ms: 0,
+                topics: vec![OffsetFetchResponseTopic {
+                    name: "t".into(),
+                    partitions: vec![OffsetFetchResponsePartition {
+                        partition_index: 0,
+                        committed_offset: 42,
+                        committed_leader_epoch: 0,
+                        metadata: Some("md".into()),
+                        error_code: 0,
+                    }],
+                }],
+                error_code: 0,
+                groups: vec![OffsetFetchResponseGroup {
+                    group_id: "g".into(),
+                    topics: vec![],
+                    error_code: 0,
+                }],
+            }),
+        ),
+        (
+            Request::ListGroups(ListGroupsRequest {
+                states_filter: vec!["Stable".into()],
+                types_filter: vec!["classic".into()],
+            }),
+            Response::ListGroups(ListGroupsResponse {
+                throttle_time_ms: 0,
+                error_code: 0,
+                groups: vec![ListedGroup {
+                    group_id: "g".into(),
+                    protocol_type: "consumer".into(),
+                    group_state: "Stable".into(),
+                    group_type: "classic".into(),
+                }],
+            }),
+        ),
+        (
+            Request::DescribeGroups(DescribeGroupsRequest {
+                groups: vec!["g".into()],
+                include_authorized_operations: true,
+            }),
+            Response::DescribeGroups(DescribeGroupsResponse {
+                throttle_time_ms: 0,
+                groups: vec![DescribedGroup {
+                    error_code: 0,
+                    group_id: "g".into(),
+                    group_state: "Stable".into(),
+                    protocol_type: "consumer".into(),
+                    protocol_data: "range".into(),
+                    members: vec![DescribedGroupMember {
+                        member_id: "m".into(),
+                        group_instance_id: Some("i".into()),
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        member_metadata: Bytes::from_static(b"md"),
+                        member_assignment: Bytes::from_static(b"a"),
+                    }],
+                    authorized_operations: 0,
+                }],
+            }),
+        ),
+        (
+            Request::DeleteGroups(DeleteGroupsRequest {
+                groups_names: vec!["g".into()],
+            }),
+            Response::DeleteGroups(DeleteGroupsResponse {
+                throttle_time_ms: 0,
+                results: vec![DeletableGroupResult {
+                    group_id: "g".into(),
+                    error_code: 69,
+                }],
+            }),
+        ),
+        (
+            Request::OffsetDelete(OffsetDeleteRequest {
+                group_id: "g".into(),
+                topics: vec![OffsetDeleteRequestTopic {
+                    name: "t".into(),
+                    partitions: vec![OffsetDeleteRequestPartition { partition_index: 0 }],
+                }],
+            }),
+            Response::OffsetDelete(OffsetDeleteResponse {
+                error_code: 0,
+                throttle_time_ms: 0,
+                topics: vec![OffsetDeleteResponseTopic {
+                    name: "t".into(),
+                    partitions: vec![OffsetDeleteResponsePartition {
+                        partition_index: 0,
+                        error_code: 86,
+                    }],
+                }],
             }),
         ),
         (

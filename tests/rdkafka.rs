@@ -116,9 +116,9 @@ async fn produce_with_acks(acks: &str) {
         }
         assert_eq!(seen.len(), MESSAGES, "{topic}: every message stored");
 
-        // The codec asked for is the codec stored, except lz4: librdkafka
-        // enables it only when the broker advertises FindCoordinator, which
-        // comes with consumer groups (protocol-notes/produce.md).
+        // The codec asked for is the codec stored. (librdkafka enables lz4
+        // only when the broker advertises FindCoordinator: see
+        // protocol-notes/produce.md.)
         let stored_codecs: Vec<i16> = (0..3)
             .flat_map(|p| stored_batches(&broker, &topic, p))
             .map(|b| i16::from_be_bytes([b[21], b[22]]) & 7)
@@ -126,6 +126,7 @@ async fn produce_with_acks(acks: &str) {
         let expected = match codec {
             "gzip" => 1,
             "snappy" => 2,
+            "lz4" => 3,
             "zstd" => 4,
             _ => 0,
         };

@@ -2,7 +2,9 @@
 //! No sockets here; `server` feeds it.
 
 mod api_versions;
+pub mod coordinator;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -21,6 +23,7 @@ pub use topic::{Partition, Topic, validate_topic_name};
 use crate::config::BrokerConfig;
 use crate::protocol::messages::{Request, Response};
 use crate::protocol::{ErrorCode, RequestHeader};
+use crate::storage::offsets::OffsetStore;
 use crate::storage::producer_ids::ProducerIdAllocator;
 use crate::storage::{Catalog, StorageError};
 
@@ -58,6 +61,10 @@ pub struct Broker {
     /// Producer ids handed out by InitProducerId, and the epoch each was
     /// last given (for v3+ epoch bumps).
     producers: Mutex<IssuedProducers>,
+    /// Consumer groups and their members.
+    pub(crate) coordinator: coordinator::Coordinator,
+    /// Committed offsets, durable in their own log.
+    offsets: Mutex<OffsetStore>,
 }
 
 pub(crate) struct IssuedProducers {
@@ -129,6 +136,10 @@ impl Broker {
             Some(root) => ProducerIdAllocator::open(root, floor)?,
             None => ProducerIdAllocator::in_memory(),
         };
+        let offsets = match catalog.root() {
+            Some(root) => OffsetStore::open(root)?,
+            None => OffsetStore::in_memory(),
+        };
         Ok(Broker {
             config,
             advertised,
@@ -140,6 +151,8 @@ impl Broker {
                 ids,
                 epochs: HashMap::new(),
             }),
+            coordinator: coordinator::Coordinator::new(coordinator::GroupConfig::default()),
+            offsets: Mutex::new(offsets),
         })
     }
 
@@ -221,8 +234,31 @@ impl Broker {
     }
 
     /// Answers one request; `None` means no response is sent (acks=0 produce).
-    pub async fn handle(&self, header: &RequestHeader, request: Request) -> Reply {
+    /// The committed-offsets store (held only for synchronous work).
+    pub(crate) fn offsets(&self) -> std::sync::MutexGuard<'_, OffsetStore> {
+        self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the group coordinator's timers (session timeouts, rebalance
+    /// deadlines) until shutdown. Sleeps until the next deadline; idle
+    /// groups cost nothing.
+    pub async fn run_group_timers(&self) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            let next = self.coordinator.tick(tokio::time::Instant::now());
+            let wake = next.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.coordinator.timers.notified() => {}
+                _ = Broker::stopped(&mut shutdown) => return,
+            }
+        }
+    }
+
+    /// Answers one request from `peer`; see [`Reply`].
+    pub async fn handle(&self, header: &RequestHeader, peer: std::net::SocketAddr, request: Request) -> Reply {
         let version = header.api_version;
+        let client_id = header.client_id.as_deref().unwrap_or("");
         let response = match request {
             Request::ApiVersions(req) => Response::ApiVersions(api_versions::handle(version, &req)),
             Request::Metadata(req) => Response::Metadata(metadata::handle(self, version, &req)),
@@ -237,12 +273,29 @@ impl Broker {
             Request::OffsetForLeaderEpoch(req) => {
                 Response::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(self, version, &req))
             }
+            Request::FindCoordinator(req) => Response::FindCoordinator(groups::find_coordinator(self, version, &req)),
+            Request::JoinGroup(req) => {
+                let host = format!("/{}", peer.ip());
+                Response::JoinGroup(groups::join_group(self, version, client_id, &host, &req).await)
+            }
+            Request::SyncGroup(req) => Response::SyncGroup(groups::sync_group(self, &req).await),
+            Request::Heartbeat(req) => Response::Heartbeat(groups::heartbeat(self, &req)),
+            Request::LeaveGroup(req) => Response::LeaveGroup(groups::leave_group(self, version, &req)),
+            Request::OffsetCommit(req) => Response::OffsetCommit(groups::offset_commit(self, &req)),
+            Request::OffsetFetch(req) => Response::OffsetFetch(groups::offset_fetch(self, version, &req)),
+            Request::ListGroups(req) => Response::ListGroups(groups::list_groups(self, &req)),
+            Request::DescribeGroups(req) => Response::DescribeGroups(groups::describe_groups(self, &req)),
+            Request::DeleteGroups(req) => Response::DeleteGroups(groups::delete_groups(self, &req)),
+            Request::OffsetDelete(req) => Response::OffsetDelete(groups::offset_delete(self, &req)),
         };
         Reply::Respond(response)
     }
 
     /// Flushes every log to disk (on shutdown).
     pub fn sync_all(&self) {
+        if let Err(e) = self.offsets().sync() {
+            tracing::error!(error = %e, "fsync of committed offsets failed");
+        }
         for topic in self.topics() {
             for partition in &topic.partitions {
                 if let Err(e) = partition.log().sync() {

@@ -9,9 +9,20 @@ pub enum ApiKey {
     Fetch = 1,
     ListOffsets = 2,
     Metadata = 3,
+    OffsetCommit = 8,
+    OffsetFetch = 9,
+    FindCoordinator = 10,
+    JoinGroup = 11,
+    Heartbeat = 12,
+    LeaveGroup = 13,
+    SyncGroup = 14,
+    DescribeGroups = 15,
+    ListGroups = 16,
     ApiVersions = 18,
     InitProducerId = 22,
     OffsetForLeaderEpoch = 23,
+    DeleteGroups = 42,
+    OffsetDelete = 47,
 }
 
 /// Versions we advertise for one API, and where its flexible versions start.
@@ -67,6 +78,69 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         note: "auto-creates topics (v4+ when asked; always before v4)",
     },
     ApiSpec {
+        key: ApiKey::OffsetCommit,
+        min_version: 0,
+        max_version: 9,
+        flexible_from: 8,
+        note: "durable (an internal log in the data dir); generation and member checks",
+    },
+    ApiSpec {
+        key: ApiKey::OffsetFetch,
+        min_version: 0,
+        max_version: 9,
+        flexible_from: 6,
+        note: "v8+ several groups per request",
+    },
+    ApiSpec {
+        key: ApiKey::FindCoordinator,
+        min_version: 0,
+        max_version: 6,
+        flexible_from: 3,
+        note: "this node coordinates every group; v4+ batches keys",
+    },
+    ApiSpec {
+        key: ApiKey::JoinGroup,
+        min_version: 0,
+        max_version: 9,
+        flexible_from: 6,
+        note: "classic protocol; v4+ MEMBER_ID_REQUIRED round trip; static membership v5+",
+    },
+    ApiSpec {
+        key: ApiKey::Heartbeat,
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 4,
+        note: "REBALANCE_IN_PROGRESS asks members to rejoin",
+    },
+    ApiSpec {
+        key: ApiKey::LeaveGroup,
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 4,
+        note: "v3+ several members at once",
+    },
+    ApiSpec {
+        key: ApiKey::SyncGroup,
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 4,
+        note: "members the leader left out get a valid empty assignment",
+    },
+    ApiSpec {
+        key: ApiKey::DescribeGroups,
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 5,
+        note: "",
+    },
+    ApiSpec {
+        key: ApiKey::ListGroups,
+        min_version: 0,
+        max_version: 5,
+        flexible_from: 3,
+        note: "state (v4+) and type (v5+) filters",
+    },
+    ApiSpec {
         key: ApiKey::ApiVersions,
         min_version: 0,
         max_version: 4,
@@ -87,7 +161,24 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         flexible_from: 4,
         note: "one node: leader epoch 0 forever, ending at the log end offset",
     },
+    ApiSpec {
+        key: ApiKey::DeleteGroups,
+        min_version: 0,
+        max_version: 2,
+        flexible_from: 2,
+        note: "empty groups only (NON_EMPTY_GROUP otherwise); deletes their offsets",
+    },
+    ApiSpec {
+        key: ApiKey::OffsetDelete,
+        min_version: 0,
+        max_version: 0,
+        flexible_from: NOT_FLEXIBLE,
+        note: "refused for topics the group's members subscribe to",
+    },
 ];
+
+/// `flexible_from` of an API that has no flexible version.
+pub const NOT_FLEXIBLE: i16 = i16::MAX;
 
 impl ApiKey {
     /// The key for a served API, or `None`.
@@ -212,7 +303,11 @@ pub fn supported_apis_markdown() -> String {
             spec.key as i16,
             spec.min_version,
             spec.max_version,
-            spec.flexible_from,
+            if spec.flexible_from == NOT_FLEXIBLE {
+                "none".to_string()
+            } else {
+                spec.flexible_from.to_string()
+            },
             spec.note
         ));
     }
@@ -253,12 +348,19 @@ mod tests {
 
 #[cfg(test)]
 mod readme {
-    /// The README's table is this module's table, verbatim.
+    /// The README's table is this module's table, verbatim. Run with
+    /// MINIKAFKA_BLESS_README=1 to rewrite the README's copy.
     #[test]
     fn readme_table_matches_supported_apis() {
-        let readme = include_str!("../../README.md");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let mut readme = std::fs::read_to_string(path).expect("README.md");
         let start = readme.find("<!-- supported-apis:start -->\n").expect("start marker") + 30;
         let end = readme.find("<!-- supported-apis:end -->").expect("end marker");
+        if std::env::var_os("MINIKAFKA_BLESS_README").is_some() {
+            readme.replace_range(start..end, &super::supported_apis_markdown());
+            std::fs::write(path, &readme).expect("README.md is writable");
+            return;
+        }
         assert_eq!(
             &readme[start..end],
             super::supported_apis_markdown(),

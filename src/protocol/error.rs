@@ -93,7 +93,17 @@ error_codes! {
     RecordListTooLarge = 18, false;
     NotEnoughReplicas = 19, true;
     InvalidRequiredAcks = 21, false;
+    CoordinatorLoadInProgress = 14, true;
+    CoordinatorNotAvailable = 15, true;
+    NotCoordinator = 16, true;
+    OffsetMetadataTooLarge = 12, false;
     IllegalGeneration = 22, false;
+    InconsistentGroupProtocol = 23, false;
+    InvalidGroupId = 24, false;
+    UnknownMemberId = 25, false;
+    InvalidSessionTimeout = 26, false;
+    RebalanceInProgress = 27, false;
+    InvalidCommitOffsetSize = 28, false;
     InvalidTimestamp = 32, false;
     UnsupportedVersion = 35, false;
     TopicAlreadyExists = 36, false;
@@ -105,11 +115,16 @@ error_codes! {
     DuplicateSequenceNumber = 46, false;
     InvalidProducerEpoch = 47, false;
     KafkaStorageError = 56, true;
+    NonEmptyGroup = 68, false;
+    GroupIdNotFound = 69, false;
     FetchSessionIdNotFound = 70, true;
     FencedLeaderEpoch = 74, true;
     UnknownLeaderEpoch = 75, true;
     UnsupportedCompressionType = 76, false;
     InvalidRecord = 87, false;
+    MemberIdRequired = 79, false;
+    FencedInstanceId = 82, false;
+    GroupSubscribedToTopic = 86, false;
     ProducerFenced = 90, false;
     UnknownTopicId = 100, true;
 }

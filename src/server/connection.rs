@@ -201,7 +201,7 @@ impl Connection {
             // A fetch may wait (long poll): answers already due go out first.
             self.flush().await?;
         }
-        match self.broker.handle(&header, request).instrument(span).await {
+        match self.broker.handle(&header, self.peer, request).instrument(span).await {
             Reply::Respond(response) => self.write_response(header.correlation_id, api, version, &response),
             Reply::Nothing => {}
             Reply::Close(reason) => return Err(ConnectionError::ClosedByBroker(reason)),

@@ -164,11 +164,16 @@ fn split_host_port(listener: &str) -> Option<(String, u16)> {
 }
 
 async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
+    let timers = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.run_group_timers().await })
+    };
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(listener, broker.clone(), broker.shutdown_signal()));
     }
     while accept_loops.join_next().await.is_some() {}
+    let _ = timers.await;
     broker.sync_all();
     tracing::info!("broker stopped; logs synced");
 }

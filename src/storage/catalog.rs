@@ -104,6 +104,9 @@ impl Catalog {
             if !path.is_dir() {
                 continue;
             }
+            if entry.file_name() == super::offsets::OFFSETS_DIR {
+                continue; // committed offsets, not a topic
+            }
             let Some((topic, index)) = entry.file_name().to_str().and_then(split_partition_dir) else {
                 tracing::warn!(path = %path.display(), "ignoring a directory that is not <topic>-<partition>");
                 continue;

@@ -12,6 +12,7 @@
 
 pub mod catalog;
 pub mod log;
+pub mod offsets;
 pub mod producer_ids;
 pub mod producer_state;
 

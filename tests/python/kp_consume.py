@@ -25,20 +25,19 @@ def main():
     p.add_argument("--topic", required=True)
     p.add_argument("--expect", type=int, required=True)
     p.add_argument("--timeout-s", type=float, default=30.0)
-    p.add_argument("--group", default="none", help="only 'none' (no consumer group) is supported")
+    p.add_argument("--group", default="none",
+                   help="'none' assigns every partition; a group id subscribes in that group and commits at the end")
     p.add_argument("--seek", type=int, default=None,
                    help="seek every partition to this offset instead of the beginning")
     p.add_argument("--reset", default="earliest", choices=["earliest", "latest"],
                    help="auto_offset_reset, applied when --seek is out of range")
     args = p.parse_args()
-    if args.group != "none":
-        p.error("only --group none is supported")
 
     deadline = time.monotonic() + args.timeout_s
     consumer = KafkaConsumer(
         bootstrap_servers=args.bootstrap,
         enable_auto_commit=False,
-        group_id=None,
+        group_id=None if args.group == "none" else args.group,
         auto_offset_reset=args.reset,
     )
     got = 0
@@ -53,8 +52,13 @@ def main():
             print(f"kp_consume: no partitions for topic {args.topic!r} in metadata", file=sys.stderr)
             return 1
         tps = [TopicPartition(args.topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        if args.seek is None:
+        if args.group != "none":
+            consumer.subscribe([args.topic])
+        else:
+            consumer.assign(tps)
+        if args.group != "none":
+            pass  # positions come from the group's committed offsets
+        elif args.seek is None:
             consumer.seek_to_beginning(*tps)
         else:
             for tp in tps:
@@ -64,7 +68,9 @@ def main():
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
                 break
-            batches = consumer.poll(timeout_ms=min(remaining_ms, 1000))
+            # Never more than asked for: in a group, what was consumed is
+            # exactly what gets committed below.
+            batches = consumer.poll(timeout_ms=min(remaining_ms, 1000), max_records=args.expect - got)
             for tp in sorted(batches, key=lambda t: t.partition):
                 for r in batches[tp]:
                     line = {
@@ -78,6 +84,8 @@ def main():
                     sys.stdout.write(json.dumps(line) + "\n")
                     got += 1
             sys.stdout.flush()
+        if args.group != "none" and got >= args.expect:
+            consumer.commit()
     finally:
         consumer.close()
 
