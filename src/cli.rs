@@ -41,6 +41,32 @@ enum Command {
     /// Load tests.
     #[command(subcommand)]
     Perf(PerfCommand),
+    /// Consumer groups: list, describe (with lag), delete.
+    Groups(GroupsArgs),
+}
+
+#[derive(clap::Args)]
+struct GroupsArgs {
+    /// Bootstrap servers, comma-separated.
+    #[arg(
+        short = 'b',
+        long = "bootstrap-server",
+        default_value = "localhost:9092",
+        global = true
+    )]
+    bootstrap_server: String,
+    #[command(subcommand)]
+    action: GroupsAction,
+}
+
+#[derive(Subcommand)]
+enum GroupsAction {
+    /// Every group, with its state.
+    List,
+    /// A group's members, committed offsets, log end offsets and lag.
+    Describe { group: String },
+    /// Delete an empty group and its committed offsets.
+    Delete { group: String },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +301,7 @@ pub fn main() -> ExitCode {
         Command::Consume(args) => runtime.block_on(consume(args)),
         Command::Produce(args) => runtime.block_on(produce(args)),
         Command::Perf(PerfCommand::Produce(args)) => runtime.block_on(perf_produce(args)),
+        Command::Groups(args) => runtime.block_on(groups(args)),
     }
 }
 
@@ -580,6 +607,66 @@ fn record_latency(
                 eprintln!("delivery failed: {e}");
             }
             *failures += 1;
+        }
+    }
+}
+
+async fn groups(args: GroupsArgs) -> ExitCode {
+    use minikafka::client::{Cluster, groups};
+    let timeout = std::time::Duration::from_secs(30);
+    let result = async {
+        let mut cluster = Cluster::connect(&args.bootstrap_server, "minikafka-groups", timeout).await?;
+        match args.action {
+            GroupsAction::List => {
+                for group in groups::list_groups(&mut cluster).await? {
+                    println!("{}\t{}\t{}", group.group_id, group.state, group.protocol_type);
+                }
+            }
+            GroupsAction::Describe { group } => {
+                let described = groups::describe_group(&mut cluster, &group).await?;
+                println!(
+                    "group {} is {} ({} members{})",
+                    described.group_id,
+                    described.state,
+                    described.members,
+                    if described.protocol.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", assignor {}", described.protocol)
+                    }
+                );
+                println!(
+                    "{:<24} {:>9} {:>14} {:>14} {:>8}  CONSUMER",
+                    "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"
+                );
+                for p in described.partitions {
+                    let current = if p.committed >= 0 {
+                        p.committed.to_string()
+                    } else {
+                        "-".into()
+                    };
+                    let owner = p
+                        .owner
+                        .map(|(id, host, client)| format!("{id} {host} {client}"))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<24} {:>9} {:>14} {:>14} {:>8}  {}",
+                        p.topic, p.partition, current, p.log_end, p.lag, owner
+                    );
+                }
+            }
+            GroupsAction::Delete { group } => {
+                groups::delete_group(&mut cluster, &group).await?;
+                println!("deleted group {group}");
+            }
+        }
+        Ok::<(), minikafka::client::ClientError>(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("minikafka groups: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -398,3 +398,324 @@ async fn kcat_balanced_consumer_reads_a_topic() {
     assert_eq!(keys, (0..1_000).map(|i| format!("key-{i}")).collect());
     broker.shutdown().await;
 }
+
+/// `minikafka groups describe` shows the committed offset, the log end and
+/// the lag while a group is behind; list shows it; delete removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_groups_cli_lists_describes_with_lag_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 2)).await;
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "lag", 0..1_000).await;
+    let store = [("enable.auto.offset.store", "false")];
+    let consumed = consume_and_commit(group_consumer(&bootstrap, "behind", &store), "lag", 300).await;
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o) in consumed {
+        let next = committed.entry(p).or_insert(0);
+        *next = (*next).max(o + 1);
+    }
+    let ends: BTreeMap<i32, i64> = (0..2)
+        .map(|p| {
+            (
+                p,
+                broker
+                    .broker()
+                    .topic("lag")
+                    .unwrap()
+                    .partition(p)
+                    .unwrap()
+                    .log()
+                    .next_offset(),
+            )
+        })
+        .collect();
+
+    let cli = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_minikafka"));
+        command.args(["groups", "-b", &bootstrap]).args(args);
+        command
+    };
+    let listed = cli(&["list"]).output().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("behind\tEmpty\tconsumer"),
+        "{listed:?}"
+    );
+
+    let described = cli(&["describe", "behind"]).output().await.unwrap();
+    assert!(described.status.success());
+    let text = String::from_utf8(described.stdout).unwrap();
+    assert!(!committed.is_empty());
+    for (partition, current) in &committed {
+        let end = &ends[partition];
+        let row = text
+            .lines()
+            .find(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == ["lag", &partition.to_string()])
+            .unwrap_or_else(|| panic!("a row for partition {partition}:\n{text}"));
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(fields[2], current.to_string(), "{row}");
+        assert_eq!(fields[3], end.to_string(), "{row}");
+        assert_eq!(fields[4], (end - current).to_string(), "lag: {row}");
+    }
+    // Partitions the group never committed are not its business (as in Kafka's tool).
+    for partition in ends.keys().filter(|p| !committed.contains_key(p)) {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == ["lag", &partition.to_string()])
+        );
+    }
+
+    assert!(cli(&["delete", "behind"]).status().await.unwrap().success());
+    let listed = cli(&["list"]).output().await.unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("behind"));
+    broker.shutdown().await;
+}
+
+// ------------------------------------------------------------------ by hand
+
+mod by_hand {
+    use super::*;
+    use minikafka::protocol::ErrorCode;
+    use minikafka::protocol::messages::groups::*;
+    use minikafka::protocol::messages::offsets::*;
+
+    fn join(group: &str, member: &str, instance: Option<&str>) -> Request {
+        Request::JoinGroup(JoinGroupRequest {
+            group_id: group.into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            member_id: member.into(),
+            group_instance_id: instance.map(Into::into),
+            protocol_type: "consumer".into(),
+            protocols: vec![JoinGroupRequestProtocol {
+                name: "range".into(),
+                metadata: Bytes::from_static(b"\0\0\0\0\0\0\xff\xff\xff\xff"),
+            }],
+            reason: None,
+        })
+    }
+
+    async fn joined(client: &mut RawClient, request: Request, version: i16) -> JoinGroupResponse {
+        let Response::JoinGroup(r) = client.call(request, version).await else {
+            panic!()
+        };
+        r
+    }
+
+    fn sync(group: &str, generation: i32, member: &str, assignments: Vec<(&str, &[u8])>) -> Request {
+        Request::SyncGroup(SyncGroupRequest {
+            group_id: group.into(),
+            generation_id: generation,
+            member_id: member.into(),
+            assignments: assignments
+                .into_iter()
+                .map(|(m, a)| SyncGroupRequestAssignment {
+                    member_id: m.into(),
+                    assignment: Bytes::copy_from_slice(a),
+                })
+                .collect(),
+            ..Default::default()
+        })
+    }
+
+    fn commit(group: &str, generation: i32, member: &str, offset: i64) -> Request {
+        Request::OffsetCommit(OffsetCommitRequest {
+            group_id: group.into(),
+            generation_id_or_member_epoch: generation,
+            member_id: member.into(),
+            topics: vec![OffsetCommitRequestTopic {
+                name: "t".into(),
+                partitions: vec![OffsetCommitRequestPartition {
+                    partition_index: 0,
+                    committed_offset: offset,
+                    committed_metadata: Some("kept as given".into()),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        })
+    }
+
+    async fn commit_code(client: &mut RawClient, request: Request) -> i16 {
+        let Response::OffsetCommit(r) = client.call(request, 8).await else {
+            panic!()
+        };
+        r.topics[0].partitions[0].error_code
+    }
+
+    /// The join round trip, the generation checks and the stored metadata,
+    /// error code by error code.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn join_sync_heartbeat_commit_and_their_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        broker.broker().get_or_create_topic("t", 1).unwrap();
+        let mut client = RawClient::connect(broker.local_addr()).await;
+
+        // v4+: first a member id, then the real join.
+        let first = joined(&mut client, join("g", "", None), 9).await;
+        assert_eq!(first.error_code, ErrorCode::MemberIdRequired.code());
+        assert!(!first.member_id.is_empty());
+        let unknown = joined(&mut client, join("g", "made-up", None), 9).await;
+        assert_eq!(unknown.error_code, ErrorCode::UnknownMemberId.code());
+        let me = joined(&mut client, join("g", &first.member_id, None), 9).await;
+        assert_eq!(
+            (me.error_code, me.generation_id, me.leader.as_str()),
+            (0, 1, first.member_id.as_str())
+        );
+        assert_eq!(me.members.len(), 1, "the leader gets everyone's metadata");
+        let id = me.member_id.clone();
+
+        let Response::SyncGroup(s) = client.call(sync("g", 0, &id, vec![]), 5).await else {
+            panic!()
+        };
+        assert_eq!(s.error_code, ErrorCode::IllegalGeneration.code());
+        let Response::SyncGroup(s) = client.call(sync("g", 1, &id, vec![]), 5).await else {
+            panic!()
+        };
+        assert_eq!(s.error_code, 0);
+        assert_eq!(
+            &s.assignment[..],
+            &[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+            "left out: a valid empty assignment"
+        );
+
+        let heartbeat = |generation: i32, member: &str| {
+            Request::Heartbeat(HeartbeatRequest {
+                group_id: "g".into(),
+                generation_id: generation,
+                member_id: member.into(),
+                group_instance_id: None,
+            })
+        };
+        let Response::Heartbeat(h) = client.call(heartbeat(1, &id), 4).await else {
+            panic!()
+        };
+        assert_eq!(h.error_code, 0);
+        let Response::Heartbeat(h) = client.call(heartbeat(7, &id), 4).await else {
+            panic!()
+        };
+        assert_eq!(h.error_code, ErrorCode::IllegalGeneration.code());
+        let Response::Heartbeat(h) = client.call(heartbeat(1, "stranger"), 4).await else {
+            panic!()
+        };
+        assert_eq!(h.error_code, ErrorCode::UnknownMemberId.code());
+
+        assert_eq!(commit_code(&mut client, commit("g", 1, &id, 42)).await, 0);
+        assert_eq!(
+            commit_code(&mut client, commit("g", 2, &id, 43)).await,
+            ErrorCode::IllegalGeneration.code()
+        );
+        assert_eq!(
+            commit_code(&mut client, commit("g", 1, "stranger", 43)).await,
+            ErrorCode::UnknownMemberId.code()
+        );
+        // Outside any generation, into a group nobody is in: allowed.
+        assert_eq!(commit_code(&mut client, commit("loner", -1, "", 7)).await, 0);
+
+        let fetch = Request::OffsetFetch(OffsetFetchRequest {
+            group_id: "g".into(),
+            topics: Some(vec![OffsetFetchRequestTopic {
+                name: "t".into(),
+                partition_indexes: vec![0, 1],
+            }]),
+            ..Default::default()
+        });
+        let Response::OffsetFetch(f) = client.call(fetch, 7).await else {
+            panic!()
+        };
+        let p = &f.topics[0].partitions;
+        assert_eq!(
+            (p[0].committed_offset, p[0].metadata.as_deref()),
+            (42, Some("kept as given"))
+        );
+        assert_eq!(
+            (p[1].committed_offset, p[1].metadata.as_deref()),
+            (-1, Some("")),
+            "nothing committed there"
+        );
+
+        // A second member makes the group rebalance: the first hears of it.
+        let second = joined(&mut client, join("g", "", None), 9).await;
+        let mut other = RawClient::connect(broker.local_addr()).await;
+        let pending = tokio::spawn(async move { joined(&mut other, join("g", &second.member_id, None), 9).await });
+        let id2 = id.clone();
+        let mut rebalance_seen = false;
+        for _ in 0..100 {
+            let Response::Heartbeat(h) = client.call(heartbeat(1, &id2), 4).await else {
+                panic!()
+            };
+            if h.error_code == ErrorCode::RebalanceInProgress.code() {
+                rebalance_seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(rebalance_seen, "heartbeats answer REBALANCE_IN_PROGRESS");
+        let rejoined = joined(&mut client, join("g", &id, None), 9).await;
+        let theirs = pending.await.unwrap();
+        assert_eq!((rejoined.generation_id, theirs.generation_id), (2, 2));
+        assert_eq!(rejoined.leader, theirs.leader);
+        broker.shutdown().await;
+    }
+
+    /// A static member that comes back gets a new member id; the old one is fenced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn static_members_fence_their_old_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let first = joined(&mut client, join("s", "", Some("instance-1")), 5).await;
+        assert_eq!(first.error_code, 0, "static members skip MEMBER_ID_REQUIRED");
+        let Response::SyncGroup(s) = client
+            .call(sync("s", first.generation_id, &first.member_id, vec![]), 3)
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(s.error_code, 0);
+        let again = joined(&mut client, join("s", "", Some("instance-1")), 5).await;
+        assert_eq!(again.error_code, 0);
+        assert_ne!(again.member_id, first.member_id);
+        let Response::Heartbeat(h) = client
+            .call(
+                Request::Heartbeat(HeartbeatRequest {
+                    group_id: "s".into(),
+                    generation_id: first.generation_id,
+                    member_id: first.member_id.clone(),
+                    group_instance_id: Some("instance-1".into()),
+                }),
+                3,
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(h.error_code, ErrorCode::FencedInstanceId.code());
+        broker.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delete_groups_needs_an_empty_group() {
+        use minikafka::protocol::messages::group_admin::DeleteGroupsRequest;
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let first = joined(&mut client, join("busy", "", Some("i")), 5).await;
+        assert_eq!(first.error_code, 0);
+        let delete = |name: &str| {
+            Request::DeleteGroups(DeleteGroupsRequest {
+                groups_names: vec![name.into()],
+            })
+        };
+        let Response::DeleteGroups(d) = client.call(delete("busy"), 2).await else {
+            panic!()
+        };
+        assert_eq!(d.results[0].error_code, ErrorCode::NonEmptyGroup.code());
+        let Response::DeleteGroups(d) = client.call(delete("never-was"), 2).await else {
+            panic!()
+        };
+        assert_eq!(d.results[0].error_code, ErrorCode::GroupIdNotFound.code());
+        broker.shutdown().await;
+    }
+}

@@ -353,7 +353,8 @@ impl Coordinator {
                 );
             }
         }
-        if group.protocol_type.is_none() {
+        if group.members.len() == 1 {
+            // The first member decides what kind of group this is.
             group.protocol_type = Some(request.protocol_type);
         }
         self.prepare_rebalance(group, now);
@@ -411,9 +412,10 @@ impl Coordinator {
         group.join_deadline = None;
         group.join_not_before = None;
         if group.members.is_empty() {
+            // The protocol type stays: ListGroups still shows an empty
+            // consumer group as one, as Kafka does.
             group.state = GroupState::Empty;
             group.protocol = None;
-            group.protocol_type = None;
             return;
         }
         group.protocol = select_protocol(group);
@@ -591,7 +593,6 @@ impl Coordinator {
                     group.state = GroupState::Empty;
                     group.generation += 1;
                     group.protocol = None;
-                    group.protocol_type = None;
                 } else {
                     self.prepare_rebalance(group, now);
                     // The survivors find out through REBALANCE_IN_PROGRESS.

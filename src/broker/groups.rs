@@ -436,23 +436,12 @@ pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGr
     }
 }
 
-/// Topics a consumer group member subscribes to, read from its
-/// ConsumerProtocolSubscription metadata (version, then the topic array).
+/// Topics a consumer group member subscribes to, from its
+/// ConsumerProtocolSubscription metadata.
 fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
-    let Ok((topics, _)) = crate::protocol::decode_request_body::<ConsumerSubscriptionTopics>(
-        &metadata.slice(2.min(metadata.len())..),
-        0,
-        false,
-    ) else {
-        return Vec::new();
-    };
-    topics.topics
-}
-
-crate::message! {
-    struct ConsumerSubscriptionTopics {
-        topics: Vec<String> => 0..,
-    }
+    crate::protocol::messages::consumer_protocol::decode_subscription(metadata)
+        .map(|s| s.topics)
+        .unwrap_or_default()
 }
 
 pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {

@@ -107,6 +107,18 @@ impl Cluster {
         Ok(())
     }
 
+    /// Node ids of every broker Metadata named.
+    pub fn broker_ids(&self) -> Vec<i32> {
+        let mut ids: Vec<i32> = self.brokers.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The bootstrap connection (any broker will do for FindCoordinator).
+    pub async fn any_broker(&mut self) -> Result<&mut BrokerConnection, ClientError> {
+        Ok(&mut self.bootstrap)
+    }
+
     /// `host:port` of broker `node_id`, as Metadata advertised it.
     pub fn broker_addr(&self, node_id: i32) -> Option<&str> {
         self.brokers.get(&node_id).map(String::as_str)

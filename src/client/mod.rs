@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod consumer;
+pub mod groups;
 pub mod metadata;
 pub mod partitioner;
 pub mod pipeline;

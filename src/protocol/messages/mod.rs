@@ -2,6 +2,7 @@
 //! field names and version ranges as in Kafka's message specs.
 
 pub mod api_versions;
+pub mod consumer_protocol;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod group_admin;
