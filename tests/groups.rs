@@ -719,3 +719,46 @@ mod by_hand {
         broker.shutdown().await;
     }
 }
+
+/// A JoinGroup parked in a long rebalance does not hold up a shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_join_does_not_block_shutdown() {
+    use minikafka::protocol::messages::groups::{JoinGroupRequest, JoinGroupRequestProtocol};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let join = |instance: &str| {
+        Request::JoinGroup(JoinGroupRequest {
+            group_id: "slow".into(),
+            session_timeout_ms: 60_000,
+            rebalance_timeout_ms: 300_000,
+            group_instance_id: Some(instance.into()),
+            protocol_type: "consumer".into(),
+            protocols: vec![JoinGroupRequestProtocol {
+                name: "range".into(),
+                metadata: Bytes::new(),
+            }],
+            ..Default::default()
+        })
+    };
+    let mut first = RawClient::connect(broker.local_addr()).await;
+    let Response::JoinGroup(joined) = first.call(join("a"), 5).await else {
+        panic!()
+    };
+    assert_eq!(joined.error_code, 0);
+    // The second member waits for the first to rejoin, for up to 300 s.
+    let mut second = RawClient::connect(broker.local_addr()).await;
+    let parked = tokio::spawn(async move { second.call(join("b"), 5).await });
+    let start = std::time::Instant::now();
+    while assignments(&broker, "slow", "t").await.0 != "PreparingRebalance" {
+        assert!(start.elapsed() < DEADLINE, "the second join never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!parked.is_finished(), "the second join waits for the first member");
+    tokio::time::timeout(DEADLINE, broker.shutdown())
+        .await
+        .expect("shutdown does not wait for the rebalance");
+    let Response::JoinGroup(answer) = parked.await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(answer.error_code, minikafka::protocol::ErrorCode::NotCoordinator.code());
+}

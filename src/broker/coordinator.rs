@@ -231,6 +231,10 @@ impl Coordinator {
         }
         let now = Instant::now();
         let mut groups = self.lock();
+        if !request.member_id.is_empty() && !groups.contains_key(&request.group_id) {
+            // A member id for a group that does not exist: nothing to create.
+            return Err(error_join(ErrorCode::UnknownMemberId, &request.member_id).into());
+        }
         let group = groups
             .entry(request.group_id.clone())
             .or_insert_with(|| Group::new(&request.group_id));
@@ -267,6 +271,10 @@ impl Coordinator {
                     if let Some(old) = group.instances.get(instance).cloned()
                         && let Some(mut member) = group.remove_member(&old)
                     {
+                        // Leadership follows the member to its new id.
+                        if group.leader.is_none() && group.state != GroupState::Empty {
+                            group.leader = Some(new_id.clone());
+                        }
                         member.id = new_id.clone();
                         if let Some((join, _)) = member.join.take() {
                             let _ = join.send(error_join(ErrorCode::FencedInstanceId, &old));

@@ -76,7 +76,16 @@ pub async fn join_group(
             .collect(),
         version,
     };
-    let mut response = broker.coordinator.join(join).await;
+    // A parked join must not hold up a shutdown.
+    let mut shutdown = broker.shutdown_signal();
+    let mut response = tokio::select! {
+        response = broker.coordinator.join(join) => response,
+        _ = Broker::stopped(&mut shutdown) => JoinGroupResponse {
+            error_code: ErrorCode::NotCoordinator.code(),
+            member_id: request.member_id.clone(),
+            ..Default::default()
+        },
+    };
     if version < 7 {
         // Before v7 the protocol name is not nullable and there is no type.
         response.protocol_name = Some(response.protocol_name.unwrap_or_default());
@@ -90,16 +99,20 @@ pub async fn sync_group(broker: &Broker, request: &SyncGroupRequest) -> SyncGrou
         .iter()
         .map(|a| (a.member_id.clone(), a.assignment.clone()))
         .collect();
-    broker
-        .coordinator
-        .sync(
-            &request.group_id,
-            request.generation_id,
-            &request.member_id,
-            request.group_instance_id.as_deref(),
-            assignments,
-        )
-        .await
+    let mut shutdown = broker.shutdown_signal();
+    let sync = broker.coordinator.sync(
+        &request.group_id,
+        request.generation_id,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
+        assignments,
+    );
+    tokio::select! {
+        response = sync => response,
+        _ = Broker::stopped(&mut shutdown) => {
+            SyncGroupResponse { error_code: ErrorCode::NotCoordinator.code(), ..Default::default() }
+        }
+    }
 }
 
 pub fn heartbeat(broker: &Broker, request: &HeartbeatRequest) -> HeartbeatResponse {
@@ -341,6 +354,8 @@ pub fn list_groups(broker: &Broker, request: &ListGroupsRequest) -> ListGroupsRe
 }
 
 pub fn describe_groups(broker: &Broker, request: &DescribeGroupsRequest) -> DescribeGroupsResponse {
+    // One lock at a time: which groups have offsets first, then the groups.
+    let with_offsets: std::collections::HashSet<String> = broker.offsets().groups().cloned().collect();
     let groups = broker.coordinator.lock();
     let described = request
         .groups
@@ -382,10 +397,15 @@ pub fn describe_groups(broker: &Broker, request: &DescribeGroupsRequest) -> Desc
             None => DescribedGroup {
                 error_code: ErrorCode::None.code(),
                 group_id: id.clone(),
-                group_state: if broker.offsets().group(id).is_some() {
+                group_state: if with_offsets.contains(id) {
                     "Empty".into()
                 } else {
                     "Dead".into()
+                },
+                protocol_type: if with_offsets.contains(id) {
+                    "consumer".into()
+                } else {
+                    String::new()
                 },
                 ..Default::default()
             },
@@ -402,7 +422,8 @@ pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGr
         .groups_names
         .iter()
         .map(|id| {
-            let known = broker.coordinator.lock().contains_key(id) || broker.offsets().group(id).is_some();
+            let live = broker.coordinator.lock().contains_key(id);
+            let known = live || broker.offsets().group(id).is_some();
             let code = if !known {
                 ErrorCode::GroupIdNotFound
             } else {
@@ -467,8 +488,9 @@ pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDe
             _ => Vec::new(),
         }
     };
+    let live = broker.coordinator.lock().contains_key(&request.group_id);
     let mut offsets = broker.offsets();
-    if offsets.group(&request.group_id).is_none() && !broker.coordinator.lock().contains_key(&request.group_id) {
+    if offsets.group(&request.group_id).is_none() && !live {
         return OffsetDeleteResponse {
             error_code: ErrorCode::GroupIdNotFound.code(),
             ..Default::default()

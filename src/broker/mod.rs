@@ -233,8 +233,8 @@ impl Broker {
         let _ = signal.wait_for(|stop| *stop).await;
     }
 
-    /// Answers one request; `None` means no response is sent (acks=0 produce).
-    /// The committed-offsets store (held only for synchronous work).
+    /// The committed-offsets store (held only for synchronous work, and
+    /// never while the coordinator's lock is held: one lock at a time).
     pub(crate) fn offsets(&self) -> std::sync::MutexGuard<'_, OffsetStore> {
         self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -9,12 +9,16 @@
 //! batch in flight, and a batch to retry goes back to the front of its
 //! partition's queue.
 
+mod accumulator;
 mod sender;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use accumulator::{Accumulator, Appended, Outcome};
 
 use crate::client::ClientError;
 pub use crate::client::partitioner::Partitioner;
@@ -158,33 +162,83 @@ pub enum ProduceError {
 
 /// Resolves when the record is acknowledged (or has failed).
 pub struct DeliveryFuture {
-    receiver: oneshot::Receiver<Result<RecordMetadata, ProduceError>>,
+    outcome: Arc<Outcome>,
+    index: i64,
+    /// Created only if the future is polled before its batch is done.
+    waiting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+}
+
+impl DeliveryFuture {
+    fn failed(error: ProduceError) -> DeliveryFuture {
+        DeliveryFuture {
+            outcome: Outcome::failed(error),
+            index: 0,
+            waiting: None,
+        }
+    }
 }
 
 impl std::future::Future for DeliveryFuture {
     type Output = Result<RecordMetadata, ProduceError>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(ProduceError::Closed)))
+        loop {
+            if let Some(result) = self.outcome.get() {
+                return std::task::Poll::Ready(accumulator::record_result(result, self.index));
+            }
+            if self.waiting.is_none() {
+                let outcome = self.outcome.clone();
+                self.waiting = Some(Box::pin(async move { outcome.wait().await }));
+            }
+            let waiting = self.waiting.as_mut().expect("set above");
+            match waiting.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => self.waiting = None,
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
     }
 }
 
-enum Command {
-    Send(
-        ProducerRecord,
-        oneshot::Sender<Result<RecordMetadata, ProduceError>>,
-        tokio::sync::OwnedSemaphorePermit,
-    ),
-    Flush(oneshot::Sender<()>),
+/// What `send` and the sending task share.
+pub(crate) struct Shared {
+    config: ProducerConfig,
+    accumulator: Mutex<Accumulator>,
+    /// Wakes the sending task: a batch opened or filled, a flush, closing.
+    wake: Notify,
+    /// Woken when nothing is outstanding (for `flush`).
+    idle: Notify,
+    /// Room for records in the producer (`max_queued_records`).
+    room: Semaphore,
+    /// Topics `send` needs partition counts for, answered by the sending task.
+    metadata: mpsc::UnboundedSender<(String, oneshot::Sender<Result<(), ProduceError>>)>,
 }
 
-/// An asynchronous producer; clone-free, share it behind an `Arc`.
+impl Shared {
+    fn accumulator(&self) -> std::sync::MutexGuard<'_, Accumulator> {
+        self.accumulator
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Settles a batch of `records`: their futures resolve, their room frees.
+    pub(crate) fn settle(&self, outcome: &Outcome, records: usize, result: accumulator::BatchResult) {
+        outcome.finish(result);
+        let idle = {
+            let mut accumulator = self.accumulator();
+            accumulator.outstanding -= records;
+            accumulator.outstanding == 0
+        };
+        self.room.add_permits(records);
+        if idle {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+/// An asynchronous producer; share it behind an `Arc` to send from several tasks.
 pub struct Producer {
-    commands: mpsc::UnboundedSender<Command>,
-    room: std::sync::Arc<tokio::sync::Semaphore>,
-    task: tokio::task::JoinHandle<()>,
+    shared: Arc<Shared>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Producer {
@@ -193,44 +247,101 @@ impl Producer {
         let cluster =
             crate::client::Cluster::connect(&config.bootstrap_servers, &config.client_id, config.request_timeout)
                 .await?;
-        let room = std::sync::Arc::new(tokio::sync::Semaphore::new(config.max_queued_records));
-        let (commands, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(sender::Sender::new(config, cluster).run(receiver));
-        Ok(Producer { commands, room, task })
+        let (metadata, metadata_requests) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            room: Semaphore::new(config.max_queued_records),
+            config,
+            accumulator: Mutex::new(Accumulator::default()),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            metadata,
+        });
+        let task = tokio::spawn(sender::Sender::new(shared.clone(), cluster).run(metadata_requests));
+        Ok(Producer {
+            shared,
+            task: Some(task),
+        })
     }
 
-    /// Queues a record (waiting only while `max_queued_records` are
-    /// unacknowledged) and returns the future of its delivery.
+    /// Adds a record to its partition's batch (waiting only while
+    /// `max_queued_records` are unacknowledged, or for the topic's metadata
+    /// the first time) and returns the future of its delivery.
     pub async fn send(&self, record: ProducerRecord) -> DeliveryFuture {
-        let (reply, receiver) = oneshot::channel();
-        match self.room.clone().acquire_owned().await {
-            Ok(permit) => {
-                if let Err(mpsc::error::SendError(Command::Send(_, reply, _))) =
-                    self.commands.send(Command::Send(record, reply, permit))
-                {
-                    let _ = reply.send(Err(ProduceError::Closed));
+        let size = accumulator::record_size(&record);
+        if size > self.shared.config.max_request_size {
+            let max = self.shared.config.max_request_size;
+            return DeliveryFuture::failed(ProduceError::RecordTooLarge { size, max });
+        }
+        match self.shared.room.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return DeliveryFuture::failed(ProduceError::Closed),
+        }
+        let mut record = record;
+        loop {
+            let appended = self.shared.accumulator().append(&self.shared.config, record, size);
+            match appended {
+                Appended::Placed { outcome, index, wake } => {
+                    if wake {
+                        self.shared.wake.notify_one();
+                    }
+                    return DeliveryFuture {
+                        outcome,
+                        index,
+                        waiting: None,
+                    };
+                }
+                Appended::Refused(error) => {
+                    self.shared.room.add_permits(1);
+                    return DeliveryFuture::failed(error);
+                }
+                Appended::UnknownTopic(back) => {
+                    record = *back;
+                    let (reply, answer) = oneshot::channel();
+                    let known = match self.shared.metadata.send((record.topic.clone(), reply)) {
+                        Ok(()) => answer.await.unwrap_or(Err(ProduceError::Closed)),
+                        Err(_) => Err(ProduceError::Closed),
+                    };
+                    if let Err(error) = known {
+                        self.shared.room.add_permits(1);
+                        return DeliveryFuture::failed(error);
+                    }
                 }
             }
-            Err(_) => {
-                let _ = reply.send(Err(ProduceError::Closed));
-            }
         }
-        DeliveryFuture { receiver }
     }
 
-    /// Sends everything queued so far without waiting for linger, and
-    /// waits until all of it is acknowledged or has failed.
+    /// Sends everything added so far without waiting for linger, and waits
+    /// until all of it is acknowledged or has failed.
     pub async fn flush(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.commands.send(Command::Flush(reply)).is_ok() {
-            let _ = done.await;
+        self.shared.accumulator().flushes += 1;
+        self.shared.wake.notify_one();
+        loop {
+            let idle = self.shared.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.shared.accumulator().outstanding == 0 || self.task.as_ref().is_none_or(|t| t.is_finished()) {
+                break;
+            }
+            idle.await;
         }
+        self.shared.accumulator().flushes -= 1;
     }
 
     /// Flushes, then stops the sending task.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         self.flush().await;
-        drop(self.commands);
-        let _ = self.task.await;
+        self.shared.accumulator().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Producer {
+    /// Dropped without `close`: the sending task sends what it has, then stops.
+    fn drop(&mut self) {
+        self.shared.accumulator().closing = true;
+        self.shared.wake.notify_one();
     }
 }

@@ -96,7 +96,19 @@ impl OffsetStore {
                     continue;
                 };
                 let tp = (key.topic, key.partition);
-                match record.value.as_ref().and_then(decode::<OffsetValue>) {
+                let value = match &record.value {
+                    None => None,
+                    Some(bytes) => match decode::<OffsetValue>(bytes) {
+                        Some(value) => Some(value),
+                        None => {
+                            // Not a deletion: an unreadable value is skipped,
+                            // leaving the previous commit in place.
+                            tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset value");
+                            continue;
+                        }
+                    },
+                };
+                match value {
                     Some(v) => {
                         let committed = CommittedOffset {
                             offset: v.offset,
