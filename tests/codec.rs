@@ -672,6 +672,9 @@ async fn capture_client_fixtures() {
                     vec!["-P", "-t", &topic, "-z", "gzip"],
                     vec!["-C", "-t", &topic, "-o", "beginning", "-e"],
                     vec!["-L"],
+                    // The balanced consumer: FindCoordinator, the group
+                    // protocol and committed offsets (librdkafka 2.0.2).
+                    vec!["-G", "fixtures", &topic, "-e", "-X", "auto.offset.reset=earliest"],
                 ] {
                     let mut child = std::process::Command::new(kcat())
                         .env_remove("LD_LIBRARY_PATH")
@@ -709,11 +712,31 @@ async fn capture_client_fixtures() {
                 let mut tpl = rdkafka::TopicPartitionList::new();
                 tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning).unwrap();
                 consumer.assign(&tpl).unwrap();
+                let (bootstrap_for_group, topic_for_group) = (bootstrap.clone(), topic.clone());
                 tokio::task::spawn_blocking(move || {
                     for _ in 0..20 {
                         let _ = consumer.poll(std::time::Duration::from_millis(50));
                     }
                     consumer.fetch_metadata(None, DEADLINE).unwrap();
+                    // A subscribing member too: the group protocol at
+                    // librdkafka 2.12's versions, and a commit.
+                    let member: BaseConsumer = ClientConfig::new()
+                        .set("bootstrap.servers", &bootstrap_for_group)
+                        .set("group.id", "fixtures-group")
+                        .set("auto.offset.reset", "earliest")
+                        .create()
+                        .unwrap();
+                    member.subscribe(&[&topic_for_group]).unwrap();
+                    let deadline = std::time::Instant::now() + DEADLINE;
+                    while std::time::Instant::now() < deadline {
+                        if let Some(Ok(_)) = member.poll(std::time::Duration::from_millis(100)) {
+                            break;
+                        }
+                    }
+                    member
+                        .commit_consumer_state(rdkafka::consumer::CommitMode::Sync)
+                        .unwrap();
+                    drop(member);
                 })
                 .await
                 .unwrap();
@@ -722,6 +745,7 @@ async fn capture_client_fixtures() {
                 for (script, extra) in [
                     ("kp_produce.py", vec!["--count", "3"]),
                     ("kp_consume.py", vec!["--expect", "3"]),
+                    ("kp_consume.py", vec!["--expect", "3", "--group", "fixtures"]),
                 ] {
                     let status = std::process::Command::new(python())
                         .arg(python_script(script))
