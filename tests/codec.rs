@@ -73,6 +73,20 @@ fn golden_requests_from_real_clients_round_trip() {
         (1, 11),
         (1, 16),
         (2, 2),
+        (22, 4),
+        (10, 2),
+        (10, 6),
+        (11, 5),
+        (11, 7),
+        (14, 3),
+        (14, 5),
+        (12, 3),
+        (13, 1),
+        (13, 5),
+        (8, 7),
+        (8, 9),
+        (9, 7),
+        (9, 8),
     ] {
         assert!(seen.contains(&(key, version)), "a fixture for api {key} v{version}");
     }
