@@ -244,6 +244,17 @@ struct BrokerArgs {
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
     #[arg(long, default_value_t = MESSAGE_MAX_BYTES_DEFAULT)]
     message_max_bytes: usize,
+    /// How long an empty group's first rebalance waits for more members
+    /// (Kafka's group.initial.rebalance.delay.ms; Kafka's default is 3000,
+    /// ours suits development: consumers started together still meet).
+    #[arg(long, default_value_t = 100)]
+    group_initial_rebalance_delay_ms: u64,
+    /// Smallest session timeout a group member may ask for (group.min.session.timeout.ms).
+    #[arg(long, default_value_t = 6_000)]
+    group_min_session_timeout_ms: i32,
+    /// Largest session timeout a group member may ask for (group.max.session.timeout.ms).
+    #[arg(long, default_value_t = 1_800_000)]
+    group_max_session_timeout_ms: i32,
 }
 
 impl BrokerArgs {
@@ -266,6 +277,11 @@ impl BrokerArgs {
             node_id: self.node_id,
             socket_request_max_bytes: self.socket_request_max_bytes,
             message_max_bytes: self.message_max_bytes,
+            groups: minikafka::broker::coordinator::GroupConfig {
+                initial_rebalance_delay: std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms),
+                min_session_timeout_ms: self.group_min_session_timeout_ms,
+                max_session_timeout_ms: self.group_max_session_timeout_ms,
+            },
         }
     }
 }

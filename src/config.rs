@@ -27,6 +27,8 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Largest record batch accepted (Kafka's `message.max.bytes`).
     pub message_max_bytes: usize,
+    /// Consumer group settings (`group.*`).
+    pub groups: crate::broker::coordinator::GroupConfig,
 }
 
 impl Default for BrokerConfig {
@@ -40,6 +42,7 @@ impl Default for BrokerConfig {
             node_id: 0,
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+            groups: crate::broker::coordinator::GroupConfig::default(),
         }
     }
 }

@@ -160,6 +160,8 @@ async fn help_documents_every_flag() {
         "--node-id",
         "--socket-request-max-bytes",
         "--message-max-bytes",
+        "--group-initial-rebalance-delay-ms",
+        "--group-min-session-timeout-ms",
         "--log-level",
         "--log-format",
     ] {

@@ -140,6 +140,7 @@ impl Broker {
             Some(root) => OffsetStore::open(root)?,
             None => OffsetStore::in_memory(),
         };
+        let coordinator = coordinator::Coordinator::new(config.groups.clone());
         Ok(Broker {
             config,
             advertised,
@@ -151,7 +152,7 @@ impl Broker {
                 ids,
                 epochs: HashMap::new(),
             }),
-            coordinator: coordinator::Coordinator::new(coordinator::GroupConfig::default()),
+            coordinator,
             offsets: Mutex::new(offsets),
         })
     }
