@@ -162,6 +162,7 @@ async fn help_documents_every_flag() {
         "--message-max-bytes",
         "--group-initial-rebalance-delay-ms",
         "--group-min-session-timeout-ms",
+        "--group-max-session-timeout-ms",
         "--log-level",
         "--log-format",
     ] {

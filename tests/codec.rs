@@ -27,6 +27,7 @@ use minikafka::protocol::messages::metadata::*;
 use minikafka::protocol::messages::offset_for_leader_epoch::*;
 use minikafka::protocol::messages::offsets::*;
 use minikafka::protocol::messages::produce::*;
+use minikafka::protocol::messages::topic_admin::*;
 use minikafka::protocol::messages::{Request, Response};
 use minikafka::protocol::{ApiKey, RequestHeader, SUPPORTED_APIS};
 
@@ -515,6 +516,103 @@ fn samples() -> Vec<(Request, Response)> {
                         error_code: 86,
                     }],
                 }],
+            }),
+        ),
+        (
+            Request::CreateTopics(CreateTopicsRequest {
+                topics: vec![CreatableTopic {
+                    name: "t".into(),
+                    num_partitions: -1,
+                    replication_factor: -1,
+                    assignments: vec![CreatableReplicaAssignment {
+                        partition_index: 0,
+                        broker_ids: vec![0],
+                    }],
+                    configs: vec![CreatableTopicConfig {
+                        name: "retention.ms".into(),
+                        value: Some("1".into()),
+                    }],
+                }],
+                timeout_ms: 1000,
+                validate_only: true,
+            }),
+            Response::CreateTopics(CreateTopicsResponse {
+                throttle_time_ms: 0,
+                topics: vec![CreatableTopicResult {
+                    name: "t".into(),
+                    topic_id: uuid,
+                    error_code: 0,
+                    error_message: Some("m".into()),
+                    topic_config_error_code: 40,
+                    num_partitions: 1,
+                    replication_factor: 1,
+                    configs: Some(vec![CreatableTopicConfigs {
+                        name: "retention.ms".into(),
+                        value: Some("1".into()),
+                        read_only: false,
+                        config_source: 1,
+                        is_sensitive: false,
+                    }]),
+                }],
+            }),
+        ),
+        (
+            Request::DeleteTopics(DeleteTopicsRequest {
+                topics: vec![DeleteTopicState {
+                    name: None,
+                    topic_id: uuid,
+                }],
+                topic_names: vec!["t".into()],
+                timeout_ms: 1000,
+            }),
+            Response::DeleteTopics(DeleteTopicsResponse {
+                throttle_time_ms: 0,
+                responses: vec![DeletableTopicResult {
+                    name: Some("t".into()),
+                    topic_id: uuid,
+                    error_code: 3,
+                    error_message: Some("m".into()),
+                }],
+            }),
+        ),
+        (
+            Request::CreatePartitions(CreatePartitionsRequest {
+                topics: vec![CreatePartitionsTopic {
+                    name: "t".into(),
+                    count: 3,
+                    assignments: Some(vec![CreatePartitionsAssignment { broker_ids: vec![0] }]),
+                }],
+                timeout_ms: 1000,
+                validate_only: false,
+            }),
+            Response::CreatePartitions(CreatePartitionsResponse {
+                throttle_time_ms: 0,
+                results: vec![CreatePartitionsTopicResult {
+                    name: "t".into(),
+                    error_code: 37,
+                    error_message: Some("m".into()),
+                }],
+            }),
+        ),
+        (
+            Request::DescribeCluster(DescribeClusterRequest {
+                include_cluster_authorized_operations: true,
+                endpoint_type: 1,
+            }),
+            Response::DescribeCluster(DescribeClusterResponse {
+                throttle_time_ms: 0,
+                error_code: 0,
+                error_message: None,
+                endpoint_type: 1,
+                cluster_id: "c".into(),
+                controller_id: 0,
+                brokers: vec![DescribeClusterBroker {
+                    broker_id: 0,
+                    host: "h".into(),
+                    port: 9092,
+                    rack: None,
+                }],
+                cluster_authorized_operations: 0,
             }),
         ),
         (

@@ -543,8 +543,8 @@ async fn bad_frames_close_only_their_connection() {
     .await;
     assert_closed_and_broker_alive(
         &broker,
-        &frame(&[0, 19, 0, 2, 0, 0, 0, 1, 0, 0]),
-        "CreateTopics, not served yet",
+        &frame(&[0, 29, 0, 1, 0, 0, 0, 1, 0, 0]),
+        "DescribeAcls, not served",
         false,
     )
     .await;

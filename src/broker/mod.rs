@@ -11,6 +11,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 pub mod topic;
+mod topic_admin;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -72,6 +73,33 @@ pub(crate) struct IssuedProducers {
     epochs: HashMap<i64, i16>,
 }
 
+/// Why a topic administration request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("invalid topic name: {0}")]
+    InvalidName(String),
+    #[error("topic {0} already exists")]
+    Exists(String),
+    #[error("topic {0} does not exist")]
+    Unknown(String),
+    #[error("{0}")]
+    Partitions(String),
+    #[error(transparent)]
+    Storage(StorageError),
+}
+
+impl AdminError {
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            AdminError::InvalidName(_) => ErrorCode::InvalidTopicException,
+            AdminError::Exists(_) => ErrorCode::TopicAlreadyExists,
+            AdminError::Unknown(_) => ErrorCode::UnknownTopicOrPartition,
+            AdminError::Partitions(_) => ErrorCode::InvalidPartitions,
+            AdminError::Storage(_) => ErrorCode::KafkaStorageError,
+        }
+    }
+}
+
 /// Why a topic could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum CreateTopicError {
@@ -104,7 +132,7 @@ impl Broker {
                     .partitions
                     .into_iter()
                     .enumerate()
-                    .map(|(i, log)| Partition::new(i as i32, log))
+                    .map(|(i, log)| Arc::new(Partition::new(i as i32, log)))
                     .collect();
                 (
                     t.name.clone(),
@@ -205,7 +233,7 @@ impl Broker {
         let partitions = logs
             .into_iter()
             .enumerate()
-            .map(|(i, log)| Partition::new(i as i32, log))
+            .map(|(i, log)| Arc::new(Partition::new(i as i32, log)))
             .collect();
         let topic = Arc::new(Topic {
             name: name.to_string(),
@@ -215,6 +243,101 @@ impl Broker {
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, topic_id = %id, partitions = partition_count, "created topic");
         Ok(topic)
+    }
+
+    /// Creates a topic that must not exist yet (CreateTopics).
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partition_count: i32,
+        validate_only: bool,
+    ) -> Result<Option<Arc<Topic>>, AdminError> {
+        validate_topic_name(name).map_err(AdminError::InvalidName)?;
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        if topics.contains_key(name) {
+            return Err(AdminError::Exists(name.to_string()));
+        }
+        // Kafka refuses names that differ from an existing one only by '.'
+        // against '_': they collide in metric names.
+        let normal = name.replace('.', "_");
+        if let Some(other) = topics.keys().find(|t| t.replace('.', "_") == normal) {
+            return Err(AdminError::InvalidName(format!(
+                "topic {name} collides with existing topic {other}"
+            )));
+        }
+        if validate_only {
+            return Ok(None);
+        }
+        let id = Uuid::new_v4();
+        let logs = self
+            .catalog
+            .create_topic(name, id, partition_count)
+            .map_err(AdminError::Storage)?;
+        let partitions = logs
+            .into_iter()
+            .enumerate()
+            .map(|(i, log)| Arc::new(Partition::new(i as i32, log)))
+            .collect();
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            partitions,
+        });
+        topics.insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, topic_id = %id, partitions = partition_count, "created topic");
+        Ok(Some(topic))
+    }
+
+    /// Deletes a topic and its files (DeleteTopics).
+    pub fn delete_topic(&self, name: &str) -> Result<(), AdminError> {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(topic) = topics.remove(name) else {
+            return Err(AdminError::Unknown(name.to_string()));
+        };
+        // Clients still holding the topic write to unlinked files, which
+        // vanish when the last handle goes, as Kafka's deleted logs do.
+        self.catalog
+            .delete_topic(name, topic.partitions.len() as i32)
+            .map_err(AdminError::Storage)?;
+        tracing::info!(topic = name, topic_id = %topic.id, "deleted topic");
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions (CreatePartitions).
+    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), AdminError> {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(topic) = topics.get(name).cloned() else {
+            return Err(AdminError::Unknown(name.to_string()));
+        };
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(AdminError::Partitions(format!(
+                "topic {name} has {current} partitions; the new count must be larger, not {count}"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let logs = self
+            .catalog
+            .create_partitions(name, topic.id, current..count)
+            .map_err(AdminError::Storage)?;
+        let mut partitions = topic.partitions.clone();
+        partitions.extend(
+            logs.into_iter()
+                .zip(current..)
+                .map(|(log, i)| Arc::new(Partition::new(i, log))),
+        );
+        topics.insert(
+            name.to_string(),
+            Arc::new(Topic {
+                name: name.to_string(),
+                id: topic.id,
+                partitions,
+            }),
+        );
+        tracing::info!(topic = name, from = current, to = count, "added partitions");
+        Ok(())
     }
 
     /// Starts a graceful shutdown: listeners stop, waits end early.
@@ -288,6 +411,10 @@ impl Broker {
             Request::DescribeGroups(req) => Response::DescribeGroups(groups::describe_groups(self, &req)),
             Request::DeleteGroups(req) => Response::DeleteGroups(groups::delete_groups(self, &req)),
             Request::OffsetDelete(req) => Response::OffsetDelete(groups::offset_delete(self, &req)),
+            Request::CreateTopics(req) => Response::CreateTopics(topic_admin::create_topics(self, version, &req)),
+            Request::DeleteTopics(req) => Response::DeleteTopics(topic_admin::delete_topics(self, version, &req)),
+            Request::CreatePartitions(req) => Response::CreatePartitions(topic_admin::create_partitions(self, &req)),
+            Request::DescribeCluster(req) => Response::DescribeCluster(topic_admin::describe_cluster(self, &req)),
         };
         Reply::Respond(response)
     }

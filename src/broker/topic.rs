@@ -11,7 +11,8 @@ use crate::storage::PartitionLog;
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
-    pub partitions: Vec<Partition>,
+    /// Shared with the topic's next version when partitions are added.
+    pub partitions: Vec<std::sync::Arc<Partition>>,
 }
 
 pub struct Partition {
@@ -38,7 +39,10 @@ impl Partition {
 
 impl Topic {
     pub fn partition(&self, index: i32) -> Option<&Partition> {
-        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+            .map(|p| &**p)
     }
 }
 

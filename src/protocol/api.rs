@@ -19,10 +19,14 @@ pub enum ApiKey {
     DescribeGroups = 15,
     ListGroups = 16,
     ApiVersions = 18,
+    CreateTopics = 19,
+    DeleteTopics = 20,
     InitProducerId = 22,
     OffsetForLeaderEpoch = 23,
+    CreatePartitions = 37,
     DeleteGroups = 42,
     OffsetDelete = 47,
+    DescribeCluster = 60,
 }
 
 /// Versions we advertise for one API, and where its flexible versions start.
@@ -148,6 +152,20 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         note: "newer versions are answered in v0 with UNSUPPORTED_VERSION (KIP-511)",
     },
     ApiSpec {
+        key: ApiKey::CreateTopics,
+        min_version: 0,
+        max_version: 7,
+        flexible_from: 5,
+        note: "Kafka's naming rules; replication factor 1 (or -1); validate_only; topic configs not yet accepted",
+    },
+    ApiSpec {
+        key: ApiKey::DeleteTopics,
+        min_version: 0,
+        max_version: 6,
+        flexible_from: 4,
+        note: "by name, or by id from v6; removes the files",
+    },
+    ApiSpec {
         key: ApiKey::InitProducerId,
         min_version: 0,
         max_version: 5,
@@ -162,6 +180,13 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         note: "one node: leader epoch 0 forever, ending at the log end offset",
     },
     ApiSpec {
+        key: ApiKey::CreatePartitions,
+        min_version: 0,
+        max_version: 3,
+        flexible_from: 2,
+        note: "grow only; every topic echoed with its own error",
+    },
+    ApiSpec {
         key: ApiKey::DeleteGroups,
         min_version: 0,
         max_version: 2,
@@ -174,6 +199,13 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         max_version: 0,
         flexible_from: NOT_FLEXIBLE,
         note: "refused for topics the group's members subscribe to",
+    },
+    ApiSpec {
+        key: ApiKey::DescribeCluster,
+        min_version: 0,
+        max_version: 1,
+        flexible_from: 0,
+        note: "brokers endpoint only (v1 controllers: UNSUPPORTED_ENDPOINT_TYPE)",
     },
 ];
 

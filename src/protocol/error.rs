@@ -109,6 +109,8 @@ error_codes! {
     TopicAlreadyExists = 36, false;
     InvalidPartitions = 37, false;
     InvalidReplicationFactor = 38, false;
+    InvalidReplicaAssignment = 39, false;
+    InvalidConfig = 40, false;
     InvalidRequest = 42, false;
     UnsupportedForMessageFormat = 43, false;
     OutOfOrderSequenceNumber = 45, false;
@@ -127,6 +129,7 @@ error_codes! {
     GroupSubscribedToTopic = 86, false;
     ProducerFenced = 90, false;
     UnknownTopicId = 100, true;
+    UnsupportedEndpointType = 120, false;
 }
 
 impl From<ErrorCode> for i16 {

@@ -79,12 +79,37 @@ impl Catalog {
         self.root.as_deref()
     }
 
+    /// Removes a topic's files (partition directories and everything in them).
+    pub fn delete_topic(&self, name: &str, partition_count: i32) -> Result<(), StorageError> {
+        let Some(root) = &self.root else { return Ok(()) };
+        for index in 0..partition_count {
+            let dir = root.join(format!("{name}-{index}"));
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::io(&dir, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the partitions of a new topic.
     pub fn create_topic(&self, name: &str, id: Uuid, partition_count: i32) -> Result<Vec<PartitionLog>, StorageError> {
+        self.create_partitions(name, id, 0..partition_count)
+    }
+
+    /// Creates partitions `indexes` of a topic (new, or growing).
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        id: Uuid,
+        indexes: std::ops::Range<i32>,
+    ) -> Result<Vec<PartitionLog>, StorageError> {
+        let partition_count = indexes.end - indexes.start;
         let Some(root) = &self.root else {
             return Ok((0..partition_count).map(|_| PartitionLog::in_memory()).collect());
         };
-        (0..partition_count)
+        indexes
             .map(|index| {
                 let dir = root.join(format!("{name}-{index}"));
                 std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;

@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod offsets;
 pub mod produce;
+pub mod topic_admin;
 
 pub use api_versions::{ApiVersionsRequest, ApiVersionsResponse};
 pub use fetch::{FetchRequest, FetchResponse};
@@ -31,6 +32,10 @@ pub use metadata::{MetadataRequest, MetadataResponse};
 pub use offset_for_leader_epoch::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 pub use offsets::{OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse};
 pub use produce::{ProduceRequest, ProduceResponse};
+pub use topic_admin::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
+};
 
 use bytes::{BufMut, Bytes};
 
@@ -130,6 +135,10 @@ apis! {
     InitProducerId => InitProducerIdRequest, InitProducerIdResponse;
     OffsetForLeaderEpoch => OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse;
     DeleteGroups => DeleteGroupsRequest, DeleteGroupsResponse;
+    CreateTopics => CreateTopicsRequest, CreateTopicsResponse;
+    DeleteTopics => DeleteTopicsRequest, DeleteTopicsResponse;
+    CreatePartitions => CreatePartitionsRequest, CreatePartitionsResponse;
+    DescribeCluster => DescribeClusterRequest, DescribeClusterResponse;
     OffsetDelete => OffsetDeleteRequest, OffsetDeleteResponse;
 }
 

@@ -1,0 +1,243 @@
+//! Topic administration through real admin clients: kafka-python's
+//! KafkaAdminClient and librdkafka's AdminClient create, grow and delete
+//! topics, get Kafka's errors for bad names, duplicates and replication
+//! factor 3, and kcat -L sees every change.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+use serde_json::Value;
+use tokio::process::Command;
+
+async fn kp_admin(bootstrap: &str, args: &[&str]) -> Value {
+    let output = Command::new(python())
+        .arg(python_script("kp_admin.py"))
+        .args(["--bootstrap", bootstrap])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kp_admin {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+async fn kcat_topics(bootstrap: &str) -> String {
+    let output = Command::new(kcat())
+        .env_remove("LD_LIBRARY_PATH")
+        .args(["-b", bootstrap, "-L"])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_admin_creates_grows_and_deletes_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        auto_create_topics: false,
+        ..config(dir.path(), 1)
+    })
+    .await;
+    let bootstrap = broker.bootstrap();
+
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "admin-py", "3"]).await["error"],
+        Value::Null
+    );
+    assert!(
+        kcat_topics(&bootstrap)
+            .await
+            .contains("topic \"admin-py\" with 3 partitions")
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "admin-py", "3"]).await["error"],
+        "TopicAlreadyExistsError"
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "bad/name", "1"]).await["error"],
+        "InvalidTopicError"
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "three-copies", "1", "3"]).await["error"],
+        "InvalidReplicationFactorError"
+    );
+
+    assert_eq!(
+        kp_admin(&bootstrap, &["partitions", "admin-py", "5"]).await["error"],
+        Value::Null
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["describe", "admin-py"]).await["partitions"],
+        serde_json::json!([0, 1, 2, 3, 4])
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["partitions", "admin-py", "2"]).await["error"],
+        "InvalidPartitionsError"
+    );
+    assert!(
+        kcat_topics(&bootstrap)
+            .await
+            .contains("topic \"admin-py\" with 5 partitions")
+    );
+
+    assert_eq!(
+        kp_admin(&bootstrap, &["delete", "admin-py"]).await["error"],
+        Value::Null
+    );
+    assert!(!kcat_topics(&bootstrap).await.contains("admin-py"));
+    assert_eq!(
+        kp_admin(&bootstrap, &["delete", "admin-py"]).await["error"],
+        "UnknownTopicOrPartitionError"
+    );
+    // The name can be used again, and its files are gone.
+    assert!(!dir.path().join("admin-py-4").exists());
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "admin-py", "1"]).await["error"],
+        Value::Null
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["list"]).await["topics"],
+        serde_json::json!(["admin-py"])
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdkafka_admin_creates_grows_and_deletes_and_producers_use_new_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+
+    let created = admin
+        .create_topics(
+            &[
+                NewTopic::new("rd-admin", 2, TopicReplication::Fixed(1)),
+                NewTopic::new("rd-other", 2, TopicReplication::Fixed(1)),
+                NewTopic::new("rd..bad!", 1, TopicReplication::Fixed(1)),
+                NewTopic::new("rd-three", 1, TopicReplication::Fixed(3)),
+            ],
+            &options,
+        )
+        .await
+        .unwrap();
+    let codes: Vec<Option<RDKafkaErrorCode>> = created.iter().map(|r| r.as_ref().err().map(|(_, c)| *c)).collect();
+    assert_eq!(codes[0], None);
+    assert_eq!(codes[1], None);
+    assert_eq!(codes[2], Some(RDKafkaErrorCode::InvalidTopic));
+    assert_eq!(codes[3], Some(RDKafkaErrorCode::InvalidReplicationFactor));
+
+    let again = admin
+        .create_topics(&[NewTopic::new("rd-admin", 2, TopicReplication::Fixed(1))], &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        again[0].as_ref().err().map(|(_, c)| *c),
+        Some(RDKafkaErrorCode::TopicAlreadyExists)
+    );
+
+    let validated = admin
+        .create_topics(
+            &[NewTopic::new("rd-dry", 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new().validate_only(true),
+        )
+        .await
+        .unwrap();
+    assert!(validated[0].is_ok());
+    assert!(
+        broker.broker().topic("rd-dry").is_none(),
+        "validate_only creates nothing"
+    );
+
+    let grown = admin
+        .create_partitions(&[NewPartitions::new("rd-admin", 4)], &options)
+        .await
+        .unwrap();
+    assert!(grown[0].is_ok());
+    let shrunk = admin
+        .create_partitions(&[NewPartitions::new("rd-admin", 1)], &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        shrunk[0].as_ref().err().map(|(_, c)| *c),
+        Some(RDKafkaErrorCode::InvalidPartitions)
+    );
+
+    // A producer uses the new partitions once its metadata says so.
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("topic.metadata.refresh.interval.ms", "100")
+        .create()
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..400 {
+        let key = format!("k{i}");
+        let record = rdkafka::producer::FutureRecord::to("rd-admin").key(&key).payload("v");
+        let delivery = producer.send(record, DEADLINE).await.map_err(|(e, _)| e).unwrap();
+        seen.insert(delivery.partition);
+    }
+    assert_eq!(seen, (0..4).collect(), "every partition, old and new, gets records");
+
+    let deleted = admin.delete_topics(&["rd-admin", "never-was"], &options).await.unwrap();
+    assert!(deleted[0].is_ok());
+    assert_eq!(
+        deleted[1].as_ref().err().map(|(_, c)| *c),
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+    );
+    assert!(broker.broker().topic("rd-admin").is_none());
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn describe_cluster_names_this_node() {
+    use minikafka::protocol::messages::topic_admin::DescribeClusterRequest;
+    use minikafka::protocol::messages::{Request, Response};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    for version in 0..=1 {
+        let Response::DescribeCluster(r) = client
+            .call(Request::DescribeCluster(DescribeClusterRequest::default()), version)
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(r.error_code, 0);
+        assert_eq!(r.cluster_id, broker.broker().cluster_id());
+        assert_eq!(r.controller_id, 0);
+        assert_eq!(
+            (r.brokers[0].broker_id, r.brokers[0].port),
+            (0, i32::from(broker.local_addr().port()))
+        );
+    }
+    let request = DescribeClusterRequest {
+        endpoint_type: 2,
+        ..Default::default()
+    };
+    let Response::DescribeCluster(r) = client.call(Request::DescribeCluster(request), 1).await else {
+        panic!()
+    };
+    assert_eq!(
+        r.error_code,
+        minikafka::protocol::ErrorCode::UnsupportedEndpointType.code()
+    );
+    broker.shutdown().await;
+}

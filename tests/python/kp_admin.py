@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Topic administration with kafka-python's KafkaAdminClient, for minikafka's tests.
+
+Runs one action and prints one JSON object on stdout:
+  create NAME PARTITIONS [REPLICATION]  -> {"error": null | "<ErrorClassName>"}
+  partitions NAME COUNT                 -> {"error": ...}
+  delete NAME                           -> {"error": ...}
+  list                                  -> {"topics": [...]}
+  describe NAME                         -> {"partitions": [0, 1, ...]}
+"""
+import argparse
+import json
+import sys
+
+from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
+
+
+def error_name(e):
+    return type(e).__name__
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("action")
+    p.add_argument("args", nargs="*")
+    args = p.parse_args()
+    admin = KafkaAdminClient(bootstrap_servers=args.bootstrap, request_timeout_ms=10000)
+    try:
+        if args.action == "create":
+            name, partitions = args.args[0], int(args.args[1])
+            replication = int(args.args[2]) if len(args.args) > 2 else 1
+            try:
+                admin.create_topics([NewTopic(name, partitions, replication)])
+                print(json.dumps({"error": None}))
+            except Exception as e:  # noqa: BLE001 - the error class is the answer
+                print(json.dumps({"error": error_name(e)}))
+        elif args.action == "partitions":
+            try:
+                admin.create_partitions({args.args[0]: NewPartitions(int(args.args[1]))})
+                print(json.dumps({"error": None}))
+            except Exception as e:  # noqa: BLE001
+                print(json.dumps({"error": error_name(e)}))
+        elif args.action == "delete":
+            try:
+                admin.delete_topics([args.args[0]])
+                print(json.dumps({"error": None}))
+            except Exception as e:  # noqa: BLE001
+                print(json.dumps({"error": error_name(e)}))
+        elif args.action == "list":
+            print(json.dumps({"topics": sorted(admin.list_topics())}))
+        elif args.action == "describe":
+            described = admin.describe_topics([args.args[0]])
+            print(json.dumps({"partitions": sorted(p.get("partition_index", p.get("partition")) for p in described[0]["partitions"])}))
+        else:
+            p.error(f"unknown action {args.action}")
+    finally:
+        admin.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
