@@ -241,3 +241,146 @@ async fn describe_cluster_names_this_node() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_describes_and_alters_topic_configs_which_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "configured", "1", "1", "retention.ms=1000"]).await["error"],
+        Value::Null
+    );
+    let described = kp_admin(&bootstrap, &["describe-configs", "configured"]).await;
+    assert_eq!(described["configs"]["retention.ms"], "1000");
+
+    let altered = kp_admin(&bootstrap, &["alter-configs", "configured", "max.message.bytes=2000"]).await;
+    assert_eq!(altered["error"], Value::Null, "{altered}");
+    let described = kp_admin(&bootstrap, &["describe-configs", "configured"]).await;
+    assert_eq!(described["configs"]["max.message.bytes"], "2000");
+    // (kafka-python 3 alters through IncrementalAlterConfigs: retention.ms stays.)
+    assert_eq!(described["configs"]["retention.ms"], "1000");
+
+    let refused = kp_admin(&bootstrap, &["create", "compacted", "1", "1", "cleanup.policy=compact"]).await;
+    assert_eq!(refused["error"], "InvalidConfigurationError");
+    broker.shutdown().await;
+
+    let broker = start(config(dir.path(), 1)).await;
+    let described = kp_admin(&broker.bootstrap(), &["describe-configs", "configured"]).await;
+    assert_eq!(
+        described["configs"]["max.message.bytes"], "2000",
+        "configs survive a restart"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_configs_take_effect_log_append_time_and_max_message_bytes() {
+    use rdkafka::Message;
+    use rdkafka::admin::{AlterConfig, ResourceSpecifier};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Timestamp;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new("stamped", 1, TopicReplication::Fixed(1)).set("message.timestamp.type", "LogAppendTime")],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    let created = admin
+        .create_topics(&[NewTopic::new("small", 1, TopicReplication::Fixed(1))], &options)
+        .await
+        .unwrap();
+    assert!(created[0].is_ok());
+    let altered = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic("small")).set("max.message.bytes", "300")],
+            &options,
+        )
+        .await;
+    let altered = match altered {
+        Ok(results) => results,
+        Err(e) => panic!("alter configs: {e}"),
+    };
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let described = admin
+        .describe_configs(&[ResourceSpecifier::Topic("small")], &options)
+        .await
+        .unwrap();
+    let small = described[0].as_ref().unwrap();
+    assert_eq!(
+        small.get("max.message.bytes").and_then(|e| e.value.as_deref()),
+        Some("300")
+    );
+    // Every config is listed, defaults included, as tools expect.
+    assert_eq!(
+        small.get("cleanup.policy").and_then(|e| e.value.as_deref()),
+        Some("delete")
+    );
+    assert_eq!(
+        small.get("retention.ms").and_then(|e| e.value.as_deref()),
+        Some("604800000")
+    );
+    assert!(small.get("retention.ms").is_some_and(|e| e.is_default));
+
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("message.timeout.ms", "5000")
+        .create()
+        .unwrap();
+    let long_ago = 1_000_000_000_000; // 2001
+    let record = rdkafka::producer::FutureRecord::to("stamped")
+        .payload("then")
+        .key("k")
+        .timestamp(long_ago);
+    producer.send(record, DEADLINE).await.map_err(|(e, _)| e).unwrap();
+    let big = "x".repeat(1000);
+    let refused = producer
+        .send(
+            rdkafka::producer::FutureRecord::to("small").payload(&big).key("k"),
+            DEADLINE,
+        )
+        .await;
+    let code = refused.err().map(|(e, _)| e.rdkafka_error_code());
+    assert_eq!(code, Some(Some(RDKafkaErrorCode::MessageSizeTooLarge)));
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "unused-with-assign")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset("stamped", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let timestamp = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                return message.timestamp();
+            }
+        }
+        Timestamp::NotAvailable
+    })
+    .await
+    .unwrap();
+    match timestamp {
+        Timestamp::LogAppendTime(ms) => assert!(
+            ms > long_ago + 1_000_000_000,
+            "the broker's time, not the producer's: {ms}"
+        ),
+        other => panic!("expected a LogAppendTime timestamp, got {other:?}"),
+    }
+    broker.shutdown().await;
+}

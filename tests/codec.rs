@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use common::*;
 use minikafka::protocol::header::RequestPrefix;
 use minikafka::protocol::messages::api_versions::*;
+use minikafka::protocol::messages::configs::*;
 use minikafka::protocol::messages::fetch::*;
 use minikafka::protocol::messages::find_coordinator::*;
 use minikafka::protocol::messages::group_admin::*;
@@ -613,6 +614,86 @@ fn samples() -> Vec<(Request, Response)> {
                     rack: None,
                 }],
                 cluster_authorized_operations: 0,
+            }),
+        ),
+        (
+            Request::DescribeConfigs(DescribeConfigsRequest {
+                resources: vec![DescribeConfigsResource {
+                    resource_type: 2,
+                    resource_name: "t".into(),
+                    configuration_keys: Some(vec!["retention.ms".into()]),
+                }],
+                include_synonyms: true,
+                include_documentation: true,
+            }),
+            Response::DescribeConfigs(DescribeConfigsResponse {
+                throttle_time_ms: 0,
+                results: vec![DescribeConfigsResult {
+                    error_code: 0,
+                    error_message: None,
+                    resource_type: 2,
+                    resource_name: "t".into(),
+                    configs: vec![DescribeConfigsResourceResult {
+                        name: "retention.ms".into(),
+                        value: Some("1".into()),
+                        read_only: false,
+                        is_default: true,
+                        config_source: 5,
+                        is_sensitive: false,
+                        synonyms: vec![DescribeConfigsSynonym {
+                            name: "log.retention.ms".into(),
+                            value: None,
+                            source: 5,
+                        }],
+                        config_type: 5,
+                        documentation: Some("d".into()),
+                    }],
+                }],
+            }),
+        ),
+        (
+            Request::AlterConfigs(AlterConfigsRequest {
+                resources: vec![AlterConfigsResource {
+                    resource_type: 2,
+                    resource_name: "t".into(),
+                    configs: vec![AlterableConfig {
+                        name: "retention.ms".into(),
+                        value: Some("1".into()),
+                    }],
+                }],
+                validate_only: true,
+            }),
+            Response::AlterConfigs(AlterConfigsResponse {
+                throttle_time_ms: 0,
+                responses: vec![AlterConfigsResourceResponse {
+                    error_code: 40,
+                    error_message: Some("m".into()),
+                    resource_type: 2,
+                    resource_name: "t".into(),
+                }],
+            }),
+        ),
+        (
+            Request::IncrementalAlterConfigs(IncrementalAlterConfigsRequest {
+                resources: vec![IncrementalAlterConfigsResource {
+                    resource_type: 2,
+                    resource_name: "t".into(),
+                    configs: vec![IncrementalAlterableConfig {
+                        name: "cleanup.policy".into(),
+                        config_operation: 2,
+                        value: Some("delete".into()),
+                    }],
+                }],
+                validate_only: false,
+            }),
+            Response::IncrementalAlterConfigs(IncrementalAlterConfigsResponse {
+                throttle_time_ms: 0,
+                responses: vec![AlterConfigsResourceResponse {
+                    error_code: 0,
+                    error_message: None,
+                    resource_type: 2,
+                    resource_name: "t".into(),
+                }],
             }),
         ),
         (

@@ -2,6 +2,7 @@
 //! No sockets here; `server` feeds it.
 
 mod api_versions;
+mod configs;
 pub mod coordinator;
 mod fetch;
 mod groups;
@@ -12,6 +13,7 @@ mod offset_for_leader_epoch;
 mod produce;
 pub mod topic;
 mod topic_admin;
+pub mod topic_config;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -139,6 +141,7 @@ impl Broker {
                     Arc::new(Topic {
                         name: t.name,
                         id: t.id,
+                        configs: RwLock::new(t.configs),
                         partitions,
                     }),
                 )
@@ -238,6 +241,7 @@ impl Broker {
         let topic = Arc::new(Topic {
             name: name.to_string(),
             id,
+            configs: RwLock::default(),
             partitions,
         });
         topics.insert(name.to_string(), topic.clone());
@@ -250,6 +254,7 @@ impl Broker {
         &self,
         name: &str,
         partition_count: i32,
+        configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<Option<Arc<Topic>>, AdminError> {
         validate_topic_name(name).map_err(AdminError::InvalidName)?;
@@ -278,14 +283,29 @@ impl Broker {
             .enumerate()
             .map(|(i, log)| Arc::new(Partition::new(i as i32, log)))
             .collect();
+        self.catalog
+            .write_topic_configs(name, &configs)
+            .map_err(AdminError::Storage)?;
         let topic = Arc::new(Topic {
             name: name.to_string(),
             id,
+            configs: RwLock::new(configs),
             partitions,
         });
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, topic_id = %id, partitions = partition_count, "created topic");
         Ok(Some(topic))
+    }
+
+    /// Replaces a topic's configs (AlterConfigs, IncrementalAlterConfigs),
+    /// on disk first.
+    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>) -> Result<(), AdminError> {
+        let topic = self.topic(name).ok_or_else(|| AdminError::Unknown(name.to_string()))?;
+        self.catalog
+            .write_topic_configs(name, &configs)
+            .map_err(AdminError::Storage)?;
+        *topic.configs.write().unwrap_or_else(PoisonError::into_inner) = configs;
+        Ok(())
     }
 
     /// Deletes a topic and its files (DeleteTopics).
@@ -333,6 +353,7 @@ impl Broker {
             Arc::new(Topic {
                 name: name.to_string(),
                 id: topic.id,
+                configs: RwLock::new(topic.configs.read().unwrap_or_else(PoisonError::into_inner).clone()),
                 partitions,
             }),
         );
@@ -415,6 +436,11 @@ impl Broker {
             Request::DeleteTopics(req) => Response::DeleteTopics(topic_admin::delete_topics(self, version, &req)),
             Request::CreatePartitions(req) => Response::CreatePartitions(topic_admin::create_partitions(self, &req)),
             Request::DescribeCluster(req) => Response::DescribeCluster(topic_admin::describe_cluster(self, &req)),
+            Request::DescribeConfigs(req) => Response::DescribeConfigs(configs::describe_configs(self, version, &req)),
+            Request::AlterConfigs(req) => Response::AlterConfigs(configs::alter_configs(self, &req)),
+            Request::IncrementalAlterConfigs(req) => {
+                Response::IncrementalAlterConfigs(configs::incremental_alter_configs(self, &req))
+            }
         };
         Reply::Respond(response)
     }

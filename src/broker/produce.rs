@@ -109,7 +109,8 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
             format!("{topic_name} has no partition {}", data.index),
         );
     };
-    let header = match validate_produced_batch(data.records.as_ref(), version, broker.config().message_max_bytes) {
+    let max_bytes = topic.max_message_bytes().unwrap_or(broker.config().message_max_bytes);
+    let header = match validate_produced_batch(data.records.as_ref(), version, max_bytes) {
         Ok(header) => header,
         Err(e) => {
             tracing::debug!(topic = topic_name, partition = data.index, error = %e, "refused a batch");
@@ -124,6 +125,19 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
         );
     }
     let records = data.records.as_ref().expect("validated batches are present");
+    // LogAppendTime topics: the broker's clock becomes the batch's time, the
+    // one case where the stored batch differs from what was sent (the CRC
+    // covers the timestamp, so it is computed again), as in Kafka.
+    let (stamped, append_time) = if topic.log_append_time() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        (Some(stamp_log_append_time(records, now)), now)
+    } else {
+        (None, -1)
+    };
+    let records = stamped.as_ref().unwrap_or(records);
+    let header = crate::protocol::record_batch::BatchHeader::parse(records).expect("validated");
     let mut log = partition.log();
     if header.producer_id >= 0 {
         match log.producers().check(&header) {
@@ -135,7 +149,7 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
                     index: data.index,
                     error_code: ErrorCode::None.code(),
                     base_offset: original.base_offset,
-                    log_append_time_ms: -1,
+                    log_append_time_ms: append_time,
                     log_start_offset: log.log_start_offset(),
                     ..Default::default()
                 };
@@ -151,7 +165,7 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
             index: data.index,
             error_code: ErrorCode::None.code(),
             base_offset: appended.base_offset,
-            log_append_time_ms: -1,
+            log_append_time_ms: append_time,
             log_start_offset: log.log_start_offset(),
             ..Default::default()
         },
@@ -164,4 +178,15 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
             )
         }
     }
+}
+
+/// A copy of `batch` marked LogAppendTime with `now` as its max timestamp.
+fn stamp_log_append_time(batch: &bytes::Bytes, now: i64) -> bytes::Bytes {
+    let mut stamped = bytes::BytesMut::from(&batch[..]);
+    let attributes = i16::from_be_bytes([stamped[21], stamped[22]]) | 0x08;
+    stamped[21..23].copy_from_slice(&attributes.to_be_bytes());
+    stamped[35..43].copy_from_slice(&now.to_be_bytes());
+    let crc = crate::protocol::record_batch::batch_crc(&stamped);
+    stamped[17..21].copy_from_slice(&crc.to_be_bytes());
+    stamped.freeze()
 }

@@ -11,6 +11,8 @@ use crate::storage::PartitionLog;
 pub struct Topic {
     pub name: String,
     pub id: Uuid,
+    /// Configs set on the topic (overrides of the defaults), by name.
+    pub configs: std::sync::RwLock<std::collections::BTreeMap<String, String>>,
     /// Shared with the topic's next version when partitions are added.
     pub partitions: Vec<std::sync::Arc<Partition>>,
 }
@@ -38,6 +40,25 @@ impl Partition {
 }
 
 impl Topic {
+    /// A config set on this topic, if any.
+    pub fn config(&self, name: &str) -> Option<String> {
+        self.configs
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The topic's max.message.bytes, if set.
+    pub fn max_message_bytes(&self) -> Option<usize> {
+        self.config("max.message.bytes").and_then(|v| v.parse().ok())
+    }
+
+    /// Whether the broker stamps batches with its own time.
+    pub fn log_append_time(&self) -> bool {
+        self.config("message.timestamp.type").as_deref() == Some("LogAppendTime")
+    }
+
     pub fn partition(&self, index: i32) -> Option<&Partition> {
         usize::try_from(index)
             .ok()

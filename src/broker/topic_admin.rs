@@ -84,18 +84,31 @@ pub fn create_topics(broker: &Broker, version: i16, request: &CreateTopicsReques
                 );
                 return refuse(result, ErrorCode::InvalidReplicationFactor, message);
             }
-            if !asked.configs.is_empty() {
-                let names: Vec<&str> = asked.configs.iter().map(|c| c.name.as_str()).collect();
-                let message = format!("topic configs are not supported yet ({})", names.join(", "));
-                return refuse(result, ErrorCode::InvalidConfig, message);
+            let mut configs = std::collections::BTreeMap::new();
+            for config in &asked.configs {
+                if let Err(reason) = super::topic_config::validate(&config.name, config.value.as_deref()) {
+                    return refuse(result, ErrorCode::InvalidConfig, reason);
+                }
+                configs.insert(config.name.clone(), config.value.clone().unwrap_or_default());
             }
-            match broker.create_topic(&asked.name, partitions, request.validate_only) {
+            match broker.create_topic(&asked.name, partitions, configs.clone(), request.validate_only) {
                 Ok(topic) => {
                     result.error_code = ErrorCode::None.code();
                     result.topic_id = topic.map(|t| t.id).unwrap_or_default();
                     result.num_partitions = partitions;
                     result.replication_factor = 1;
-                    result.configs = Some(Vec::new());
+                    result.configs = Some(
+                        super::configs::described_topic(broker, &configs, None, false, 0)
+                            .into_iter()
+                            .map(|c| CreatableTopicConfigs {
+                                name: c.name,
+                                value: c.value,
+                                read_only: c.read_only,
+                                config_source: c.config_source,
+                                is_sensitive: c.is_sensitive,
+                            })
+                            .collect(),
+                    );
                     result
                 }
                 Err(e) => {

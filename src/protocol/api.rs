@@ -23,8 +23,11 @@ pub enum ApiKey {
     DeleteTopics = 20,
     InitProducerId = 22,
     OffsetForLeaderEpoch = 23,
+    DescribeConfigs = 32,
+    AlterConfigs = 33,
     CreatePartitions = 37,
     DeleteGroups = 42,
+    IncrementalAlterConfigs = 44,
     OffsetDelete = 47,
     DescribeCluster = 60,
 }
@@ -156,7 +159,7 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         min_version: 0,
         max_version: 7,
         flexible_from: 5,
-        note: "Kafka's naming rules; replication factor 1 (or -1); validate_only; topic configs not yet accepted",
+        note: "Kafka's naming rules; replication factor 1 (or -1); validate_only; topic configs validated and kept",
     },
     ApiSpec {
         key: ApiKey::DeleteTopics,
@@ -180,6 +183,20 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         note: "one node: leader epoch 0 forever, ending at the log end offset",
     },
     ApiSpec {
+        key: ApiKey::DescribeConfigs,
+        min_version: 0,
+        max_version: 4,
+        flexible_from: 4,
+        note: "every topic config with value, source and default flag; the broker's flags, read-only",
+    },
+    ApiSpec {
+        key: ApiKey::AlterConfigs,
+        min_version: 0,
+        max_version: 2,
+        flexible_from: 2,
+        note: "topics: the set replaces the topic's configs; persisted",
+    },
+    ApiSpec {
         key: ApiKey::CreatePartitions,
         min_version: 0,
         max_version: 3,
@@ -192,6 +209,13 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         max_version: 2,
         flexible_from: 2,
         note: "empty groups only (NON_EMPTY_GROUP otherwise); deletes their offsets",
+    },
+    ApiSpec {
+        key: ApiKey::IncrementalAlterConfigs,
+        min_version: 0,
+        max_version: 1,
+        flexible_from: 1,
+        note: "set, delete, append, subtract; persisted",
     },
     ApiSpec {
         key: ApiKey::OffsetDelete,

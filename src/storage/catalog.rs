@@ -14,11 +14,14 @@ use super::{StorageError, write_atomically};
 
 const META_PROPERTIES: &str = "meta.properties";
 const PARTITION_METADATA: &str = "partition.metadata";
+const TOPIC_CONFIG: &str = "topic.config";
 
 /// A topic as stored: its id and its partitions' logs, in partition order.
 pub struct StoredTopic {
     pub name: String,
     pub id: Uuid,
+    /// Configs set on the topic (`topic.config` in its first partition's directory).
+    pub configs: BTreeMap<String, String>,
     pub partitions: Vec<PartitionLog>,
 }
 
@@ -77,6 +80,13 @@ impl Catalog {
 
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
+    }
+
+    /// Stores a topic's configs (atomically) next to its first partition.
+    pub fn write_topic_configs(&self, name: &str, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
+        let Some(root) = &self.root else { return Ok(()) };
+        let text: String = configs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        write_atomically(&root.join(format!("{name}-0")).join(TOPIC_CONFIG), text.as_bytes())
     }
 
     /// Removes a topic's files (partition directories and everything in them).
@@ -158,9 +168,18 @@ impl Catalog {
                 }
                 logs.push(PartitionLog::open(&path)?);
             }
+            let configs = match &self.root {
+                Some(root) => match std::fs::read_to_string(root.join(format!("{name}-0")).join(TOPIC_CONFIG)) {
+                    Ok(text) => parse_properties(&text),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+                    Err(e) => return Err(StorageError::io(root, e)),
+                },
+                None => BTreeMap::new(),
+            };
             topics.push(StoredTopic {
                 name,
                 id: first_id,
+                configs,
                 partitions: logs,
             });
         }

@@ -2,7 +2,9 @@
 """Topic administration with kafka-python's KafkaAdminClient, for minikafka's tests.
 
 Runs one action and prints one JSON object on stdout:
-  create NAME PARTITIONS [REPLICATION]  -> {"error": null | "<ErrorClassName>"}
+  create NAME PARTITIONS [REPLICATION [KEY=VALUE ...]]  -> {"error": null | "<ErrorClassName>"}
+  describe-configs NAME                 -> {"configs": {name: value, ...}}
+  alter-configs NAME KEY=VALUE ...      -> {"error": ...}
   partitions NAME COUNT                 -> {"error": ...}
   delete NAME                           -> {"error": ...}
   list                                  -> {"topics": [...]}
@@ -12,7 +14,7 @@ import argparse
 import json
 import sys
 
-from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
 
 
 def error_name(e):
@@ -30,8 +32,9 @@ def main():
         if args.action == "create":
             name, partitions = args.args[0], int(args.args[1])
             replication = int(args.args[2]) if len(args.args) > 2 else 1
+            configs = dict(kv.split("=", 1) for kv in args.args[3:])
             try:
-                admin.create_topics([NewTopic(name, partitions, replication)])
+                admin.create_topics([NewTopic(name, partitions, replication, topic_configs=configs)])
                 print(json.dumps({"error": None}))
             except Exception as e:  # noqa: BLE001 - the error class is the answer
                 print(json.dumps({"error": error_name(e)}))
@@ -45,6 +48,20 @@ def main():
             try:
                 admin.delete_topics([args.args[0]])
                 print(json.dumps({"error": None}))
+            except Exception as e:  # noqa: BLE001
+                print(json.dumps({"error": error_name(e)}))
+        elif args.action == "describe-configs":
+            # kafka-python 3 answers {"topic": {name: {config: {"value": ...}}}},
+            # leaving out configs at their defaults.
+            result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, args.args[0])])
+            described = result.get("topic", {}).get(args.args[0], {})
+            print(json.dumps({"configs": {k: v["value"] for k, v in described.items()}}))
+        elif args.action == "alter-configs":
+            configs = dict(kv.split("=", 1) for kv in args.args[1:])
+            try:
+                result = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, args.args[0], configs=configs)])
+                outcome = result.get("topic", {}).get(args.args[0])
+                print(json.dumps({"error": None if outcome == "OK" else str(outcome)}))
             except Exception as e:  # noqa: BLE001
                 print(json.dumps({"error": error_name(e)}))
         elif args.action == "list":

@@ -2,6 +2,7 @@
 //! field names and version ranges as in Kafka's message specs.
 
 pub mod api_versions;
+pub mod configs;
 pub mod consumer_protocol;
 pub mod fetch;
 pub mod find_coordinator;
@@ -16,6 +17,10 @@ pub mod produce;
 pub mod topic_admin;
 
 pub use api_versions::{ApiVersionsRequest, ApiVersionsResponse};
+pub use configs::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
 pub use fetch::{FetchRequest, FetchResponse};
 pub use find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 pub use group_admin::{
@@ -139,6 +144,9 @@ apis! {
     DeleteTopics => DeleteTopicsRequest, DeleteTopicsResponse;
     CreatePartitions => CreatePartitionsRequest, CreatePartitionsResponse;
     DescribeCluster => DescribeClusterRequest, DescribeClusterResponse;
+    DescribeConfigs => DescribeConfigsRequest, DescribeConfigsResponse;
+    AlterConfigs => AlterConfigsRequest, AlterConfigsResponse;
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse;
     OffsetDelete => OffsetDeleteRequest, OffsetDeleteResponse;
 }
 
