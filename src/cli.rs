@@ -250,10 +250,10 @@ struct BrokerArgs {
     #[arg(long, default_value_t = 100)]
     group_initial_rebalance_delay_ms: u64,
     /// Smallest session timeout a group member may ask for (group.min.session.timeout.ms).
-    #[arg(long, default_value_t = 6_000)]
+    #[arg(long, default_value_t = 6_000, value_parser = clap::value_parser!(i32).range(1..))]
     group_min_session_timeout_ms: i32,
     /// Largest session timeout a group member may ask for (group.max.session.timeout.ms).
-    #[arg(long, default_value_t = 1_800_000)]
+    #[arg(long, default_value_t = 1_800_000, value_parser = clap::value_parser!(i32).range(1..))]
     group_max_session_timeout_ms: i32,
 }
 

@@ -384,3 +384,47 @@ async fn topic_configs_take_effect_log_append_time_and_max_message_bytes() {
     }
     broker.shutdown().await;
 }
+
+/// DescribeTopicPartitions pages through partitions with a cursor.
+#[tokio::test]
+async fn describe_topic_partitions_pages_with_a_cursor() {
+    use minikafka::protocol::messages::describe_topic_partitions::*;
+    use minikafka::protocol::messages::{Request, Response};
+    use minikafka::protocol::primitives::Nullable;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    broker.broker().get_or_create_topic("paged-a", 3).unwrap();
+    broker.broker().get_or_create_topic("paged-b", 2).unwrap();
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let mut seen = Vec::new();
+    let mut cursor = Nullable(None);
+    loop {
+        let request = DescribeTopicPartitionsRequest {
+            topics: vec![],
+            response_partition_limit: 2,
+            cursor,
+        };
+        let Response::DescribeTopicPartitions(r) = client.call(Request::DescribeTopicPartitions(request), 0).await
+        else {
+            panic!()
+        };
+        for topic in &r.topics {
+            for p in &topic.partitions {
+                seen.push((topic.name.clone().unwrap(), p.partition_index));
+            }
+        }
+        if r.next_cursor.0.is_none() {
+            break;
+        }
+        cursor = r.next_cursor;
+    }
+    let expected: Vec<(String, i32)> = vec![
+        ("paged-a".into(), 0),
+        ("paged-a".into(), 1),
+        ("paged-a".into(), 2),
+        ("paged-b".into(), 0),
+        ("paged-b".into(), 1),
+    ];
+    assert_eq!(seen, expected);
+    broker.shutdown().await;
+}

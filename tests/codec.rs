@@ -697,6 +697,43 @@ fn samples() -> Vec<(Request, Response)> {
             }),
         ),
         (
+            Request::DescribeTopicPartitions(
+                minikafka::protocol::messages::describe_topic_partitions::DescribeTopicPartitionsRequest {
+                    topics: vec![minikafka::protocol::messages::describe_topic_partitions::TopicRequest { name: "t".into() }],
+                    response_partition_limit: 10,
+                    cursor: minikafka::protocol::primitives::Nullable(Some(
+                        minikafka::protocol::messages::describe_topic_partitions::Cursor { topic_name: "t".into(), partition_index: 1 },
+                    )),
+                },
+            ),
+            Response::DescribeTopicPartitions(
+                minikafka::protocol::messages::describe_topic_partitions::DescribeTopicPartitionsResponse {
+                    throttle_time_ms: 0,
+                    topics: vec![minikafka::protocol::messages::describe_topic_partitions::DescribeTopicPartitionsResponseTopic {
+                        error_code: 0,
+                        name: Some("t".into()),
+                        topic_id: uuid,
+                        is_internal: false,
+                        partitions: vec![
+                            minikafka::protocol::messages::describe_topic_partitions::DescribeTopicPartitionsResponsePartition {
+                                error_code: 0,
+                                partition_index: 1,
+                                leader_id: 0,
+                                leader_epoch: 0,
+                                replica_nodes: vec![0],
+                                isr_nodes: vec![0],
+                                eligible_leader_replicas: None,
+                                last_known_elr: Some(vec![]),
+                                offline_replicas: vec![],
+                            },
+                        ],
+                        topic_authorized_operations: 0,
+                    }],
+                    next_cursor: minikafka::protocol::primitives::Nullable(None),
+                },
+            ),
+        ),
+        (
             Request::InitProducerId(InitProducerIdRequest {
                 transactional_id: Some("tx".into()),
                 transaction_timeout_ms: 60_000,

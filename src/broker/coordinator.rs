@@ -406,11 +406,12 @@ impl Coordinator {
         if !(deadline_passed || (all_joined && !waiting_initial)) {
             return;
         }
-        // Members that did not rejoin in time are out.
+        // Members that did not rejoin in time are out, except static ones,
+        // which stay until their session expires (KIP-345).
         let gone: Vec<String> = group
             .members
             .values()
-            .filter(|m| m.join.is_none())
+            .filter(|m| m.join.is_none() && m.instance_id.is_none())
             .map(|m| m.id.clone())
             .collect();
         for id in gone {
@@ -633,13 +634,15 @@ impl Coordinator {
                 let deadline_passed = group.join_deadline.is_some_and(|d| now >= d);
                 Self::try_complete_join(group, now, deadline_passed);
             }
-            for member in group.members.values() {
+            // Members parked in JoinGroup or SyncGroup do not expire (the
+            // join deadline covers them): their session is not a deadline.
+            for member in group.members.values().filter(|m| m.join.is_none() && m.sync.is_none()) {
                 soonest(member.last_seen + member.session_timeout);
             }
             if let Some(t) = group.join_deadline {
                 soonest(t);
             }
-            if let Some(t) = group.join_not_before {
+            if let Some(t) = group.join_not_before.filter(|t| *t > now) {
                 soonest(t);
             }
             for expiry in group.pending_ids.values() {

@@ -436,6 +436,9 @@ impl Broker {
             Request::DeleteTopics(req) => Response::DeleteTopics(topic_admin::delete_topics(self, version, &req)),
             Request::CreatePartitions(req) => Response::CreatePartitions(topic_admin::create_partitions(self, &req)),
             Request::DescribeCluster(req) => Response::DescribeCluster(topic_admin::describe_cluster(self, &req)),
+            Request::DescribeTopicPartitions(req) => {
+                Response::DescribeTopicPartitions(topic_admin::describe_topic_partitions(self, &req))
+            }
             Request::DescribeConfigs(req) => Response::DescribeConfigs(configs::describe_configs(self, version, &req)),
             Request::AlterConfigs(req) => Response::AlterConfigs(configs::alter_configs(self, &req)),
             Request::IncrementalAlterConfigs(req) => {

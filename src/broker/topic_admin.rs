@@ -246,3 +246,85 @@ pub fn describe_cluster(broker: &Broker, request: &DescribeClusterRequest) -> De
         ..Default::default()
     }
 }
+
+/// DescribeTopicPartitions: the asked topics (all when none are named) in
+/// name order, from the cursor on, at most `response_partition_limit`
+/// partitions; `next_cursor` says where to go on.
+pub fn describe_topic_partitions(
+    broker: &Broker,
+    request: &crate::protocol::messages::describe_topic_partitions::DescribeTopicPartitionsRequest,
+) -> crate::protocol::messages::describe_topic_partitions::DescribeTopicPartitionsResponse {
+    use crate::protocol::messages::describe_topic_partitions::*;
+    use crate::protocol::primitives::Nullable;
+    let node_id = broker.config().node_id;
+    let mut names: Vec<String> = if request.topics.is_empty() {
+        broker.topics().iter().map(|t| t.name.clone()).collect()
+    } else {
+        request.topics.iter().map(|t| t.name.clone()).collect()
+    };
+    names.sort();
+    names.dedup();
+    let (start_topic, start_partition) = match &request.cursor.0 {
+        Some(cursor) => (Some(cursor.topic_name.clone()), cursor.partition_index),
+        None => (None, 0),
+    };
+    let mut budget = request.response_partition_limit.max(1) as usize;
+    let mut topics = Vec::new();
+    let mut next_cursor = None;
+    for name in names
+        .into_iter()
+        .filter(|n| start_topic.as_ref().is_none_or(|s| n >= s))
+    {
+        let Some(topic) = broker.topic(&name) else {
+            topics.push(DescribeTopicPartitionsResponseTopic {
+                error_code: ErrorCode::UnknownTopicOrPartition.code(),
+                name: Some(name),
+                ..Default::default()
+            });
+            continue;
+        };
+        let first = if start_topic.as_deref() == Some(name.as_str()) {
+            start_partition.max(0)
+        } else {
+            0
+        };
+        let mut partitions = Vec::new();
+        for partition in topic.partitions.iter().skip(first as usize) {
+            if budget == 0 {
+                next_cursor = Some(Cursor {
+                    topic_name: name.clone(),
+                    partition_index: partition.index,
+                });
+                break;
+            }
+            budget -= 1;
+            partitions.push(DescribeTopicPartitionsResponsePartition {
+                error_code: 0,
+                partition_index: partition.index,
+                leader_id: node_id,
+                leader_epoch: super::LEADER_EPOCH,
+                replica_nodes: vec![node_id],
+                isr_nodes: vec![node_id],
+                eligible_leader_replicas: None,
+                last_known_elr: None,
+                offline_replicas: Vec::new(),
+            });
+        }
+        topics.push(DescribeTopicPartitionsResponseTopic {
+            error_code: 0,
+            name: Some(name),
+            topic_id: topic.id,
+            is_internal: false,
+            partitions,
+            ..Default::default()
+        });
+        if next_cursor.is_some() {
+            break;
+        }
+    }
+    DescribeTopicPartitionsResponse {
+        topics,
+        next_cursor: Nullable(next_cursor),
+        ..Default::default()
+    }
+}

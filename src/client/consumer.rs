@@ -72,7 +72,9 @@ impl Consumer {
         cluster.refresh(&[topic], false).await?;
         let info = cluster.topic(topic).cloned().ok_or_else(|| ClientError::Topic {
             topic: topic.to_string(),
-            reason: "not in metadata".into(),
+            reason: cluster
+                .topic_error(topic)
+                .map_or_else(|| "not in metadata".to_string(), |c| c.to_string()),
         })?;
         let partitions = partitions.unwrap_or_else(|| (0..info.leaders.len() as i32).collect());
         let mut consumer = Consumer {

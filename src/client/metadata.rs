@@ -19,12 +19,15 @@ pub struct TopicInfo {
 }
 
 pub struct Cluster {
+    bootstrap_servers: String,
     client_id: String,
     timeout: Duration,
     bootstrap: BrokerConnection,
     brokers: HashMap<i32, String>,
     connections: HashMap<i32, BrokerConnection>,
     topics: HashMap<String, TopicInfo>,
+    /// The error Metadata last gave for a topic it could not describe.
+    topic_errors: HashMap<String, ErrorCode>,
 }
 
 impl Cluster {
@@ -33,14 +36,16 @@ impl Cluster {
         let mut errors = Vec::new();
         for server in bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match BrokerConnection::connect(server, client_id, timeout).await {
-                Ok(bootstrap) => {
+                Ok(connection) => {
                     return Ok(Cluster {
+                        bootstrap_servers: bootstrap.to_string(),
                         client_id: client_id.to_string(),
                         timeout,
-                        bootstrap,
+                        bootstrap: connection,
                         brokers: HashMap::new(),
                         connections: HashMap::new(),
                         topics: HashMap::new(),
+                        topic_errors: HashMap::new(),
                     });
                 }
                 Err(e) => errors.push(e.to_string()),
@@ -64,7 +69,17 @@ impl Cluster {
             allow_auto_topic_creation: allow_auto_create,
             ..Default::default()
         });
-        let Response::Metadata(metadata) = self.bootstrap.call(request).await? else {
+        let answer = match self.bootstrap.call(request.clone()).await {
+            Ok(answer) => answer,
+            Err(first) => {
+                // The connection may be gone (a restarted broker) or out of
+                // step (a timed-out call): start a new one, once.
+                tracing::debug!(error = %first, "metadata failed; reconnecting");
+                self.reconnect().await?;
+                self.bootstrap.call(request).await?
+            }
+        };
+        let Response::Metadata(metadata) = answer else {
             unreachable!("call answers with the request's api")
         };
         for broker in metadata.brokers {
@@ -84,11 +99,11 @@ impl Cluster {
         for topic in metadata.topics {
             let name = topic.name.unwrap_or_default();
             if topic.error_code != ErrorCode::None.code() {
-                return Err(ClientError::Topic {
-                    topic: name,
-                    reason: ErrorCode::from_code(topic.error_code).to_string(),
-                });
+                // One topic's error does not stop the others from updating.
+                self.topic_errors.insert(name, ErrorCode::from_code(topic.error_code));
+                continue;
             }
+            self.topic_errors.remove(&name);
             let mut partitions: Vec<_> = topic
                 .partitions
                 .iter()
@@ -117,6 +132,35 @@ impl Cluster {
     /// The bootstrap connection (any broker will do for FindCoordinator).
     pub async fn any_broker(&mut self) -> Result<&mut BrokerConnection, ClientError> {
         Ok(&mut self.bootstrap)
+    }
+
+    /// The error Metadata last gave for `topic`, if it gave one.
+    pub fn topic_error(&self, topic: &str) -> Option<ErrorCode> {
+        self.topic_errors.get(topic).copied()
+    }
+
+    /// Replaces the bootstrap connection: the bootstrap servers first, then
+    /// every broker Metadata has named.
+    async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let mut candidates: Vec<String> = self
+            .bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        candidates.extend(self.brokers.values().cloned());
+        let mut errors = Vec::new();
+        for addr in candidates {
+            match BrokerConnection::connect(&addr, &self.client_id, self.timeout).await {
+                Ok(connection) => {
+                    self.bootstrap = connection;
+                    return Ok(());
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        Err(ClientError::NoBroker(errors.join("; ")))
     }
 
     /// `host:port` of broker `node_id`, as Metadata advertised it.

@@ -98,6 +98,11 @@ impl PipelinedConnection {
         answer
     }
 
+    /// Whether `other` is a handle to this same connection.
+    pub fn same(&self, other: &PipelinedConnection) -> bool {
+        self.queue.same_channel(&other.queue)
+    }
+
     /// Whether the connection's task has ended (the connection is gone).
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed()

@@ -272,15 +272,19 @@ impl Producer {
             let max = self.shared.config.max_request_size;
             return DeliveryFuture::failed(ProduceError::RecordTooLarge { size, max });
         }
-        match self.shared.room.acquire().await {
-            Ok(permit) => permit.forget(),
+        // The permit is given up to the batch only once the record is in
+        // one; a send dropped before that (waiting for metadata, say)
+        // returns it.
+        let permit = match self.shared.room.acquire().await {
+            Ok(permit) => permit,
             Err(_) => return DeliveryFuture::failed(ProduceError::Closed),
-        }
+        };
         let mut record = record;
         loop {
             let appended = self.shared.accumulator().append(&self.shared.config, record, size);
             match appended {
                 Appended::Placed { outcome, index, wake } => {
+                    permit.forget();
                     if wake {
                         self.shared.wake.notify_one();
                     }
@@ -290,10 +294,7 @@ impl Producer {
                         waiting: None,
                     };
                 }
-                Appended::Refused(error) => {
-                    self.shared.room.add_permits(1);
-                    return DeliveryFuture::failed(error);
-                }
+                Appended::Refused(error) => return DeliveryFuture::failed(error),
                 Appended::UnknownTopic(back) => {
                     record = *back;
                     let (reply, answer) = oneshot::channel();
@@ -302,7 +303,6 @@ impl Producer {
                         Err(_) => Err(ProduceError::Closed),
                     };
                     if let Err(error) = known {
-                        self.shared.room.add_permits(1);
                         return DeliveryFuture::failed(error);
                     }
                 }
@@ -313,7 +313,15 @@ impl Producer {
     /// Sends everything added so far without waiting for linger, and waits
     /// until all of it is acknowledged or has failed.
     pub async fn flush(&self) {
+        /// Ends this flush's claim even if the flush is dropped midway.
+        struct Flushing<'a>(&'a Shared);
+        impl Drop for Flushing<'_> {
+            fn drop(&mut self) {
+                self.0.accumulator().flushes -= 1;
+            }
+        }
         self.shared.accumulator().flushes += 1;
+        let _flushing = Flushing(&self.shared);
         self.shared.wake.notify_one();
         loop {
             let idle = self.shared.idle.notified();
@@ -324,7 +332,6 @@ impl Producer {
             }
             idle.await;
         }
-        self.shared.accumulator().flushes -= 1;
     }
 
     /// Flushes, then stops the sending task.

@@ -35,6 +35,8 @@ struct ClosedBatch {
 
 struct Completion {
     node: i32,
+    /// The connection the request went out on (`None` if none could be had).
+    connection: Option<PipelinedConnection>,
     batches: Vec<ClosedBatch>,
     answer: Result<Option<Response>, ClientError>,
 }
@@ -169,19 +171,29 @@ impl Sender {
                         self.shared.accumulator().set_partitions(topic, count);
                         return Ok(());
                     }
-                }
-                Err(ClientError::Topic { reason, .. }) if !reason.contains("LEADER_NOT_AVAILABLE") => {
-                    return Err(ProduceError::Topic {
-                        topic: topic.to_string(),
-                        reason,
-                    });
+                    match self.cluster.topic_error(topic) {
+                        // A topic being created (Kafka answers
+                        // LEADER_NOT_AVAILABLE at first) or not yet
+                        // visible: ask again, as the Java client does.
+                        None | Some(ErrorCode::LeaderNotAvailable | ErrorCode::UnknownTopicOrPartition) => {}
+                        Some(code) => {
+                            return Err(ProduceError::Topic {
+                                topic: topic.to_string(),
+                                reason: code.to_string(),
+                            });
+                        }
+                    }
                 }
                 Err(e) => tracing::debug!(topic, error = %e, "metadata for a new topic failed"),
             }
             if started.elapsed() >= self.shared.config.delivery_timeout {
+                let reason = self
+                    .cluster
+                    .topic_error(topic)
+                    .map_or_else(|| "no metadata for the topic".to_string(), |c| c.to_string());
                 return Err(ProduceError::Topic {
                     topic: topic.to_string(),
-                    reason: "no metadata for the topic".into(),
+                    reason,
                 });
             }
             tokio::time::sleep(self.shared.config.retry_backoff).await;
@@ -292,6 +304,7 @@ impl Sender {
                     self.metadata_stale = true;
                     self.complete(Completion {
                         node,
+                        connection: None,
                         batches,
                         answer: Err(e),
                     });
@@ -321,6 +334,7 @@ impl Sender {
                 .collect(),
         });
         let answer = connection.send(&request, self.shared.config.acks.wire() != 0).await;
+        let used = connection.clone();
         let timeout = self.shared.config.request_timeout;
         self.in_flight.spawn(async move {
             let answer = match tokio::time::timeout(timeout, answer).await {
@@ -328,7 +342,12 @@ impl Sender {
                 Ok(Err(_)) => Err(ClientError::NoBroker("the connection task ended".into())),
                 Err(_) => Err(ClientError::Timeout(timeout)),
             };
-            Completion { node, batches, answer }
+            Completion {
+                node,
+                connection: Some(used),
+                batches,
+                answer,
+            }
         });
     }
 
@@ -349,7 +368,16 @@ impl Sender {
             Ok(Some(_)) => unreachable!("a produce request is answered by a produce response"),
             Err(e) => {
                 // The connection is suspect: drop it and retry everything.
-                self.connections.remove(&completion.node);
+                // Only if it is still the current one: a newer connection
+                // opened meanwhile is not to blame.
+                let current = self.connections.get(&completion.node);
+                if completion
+                    .connection
+                    .as_ref()
+                    .is_some_and(|c| current.is_some_and(|now| now.same(c)))
+                {
+                    self.connections.remove(&completion.node);
+                }
                 let reason = e.to_string();
                 for batch in completion.batches {
                     self.retry_or_fail(batch, reason.clone(), None);

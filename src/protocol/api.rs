@@ -30,6 +30,7 @@ pub enum ApiKey {
     IncrementalAlterConfigs = 44,
     OffsetDelete = 47,
     DescribeCluster = 60,
+    DescribeTopicPartitions = 75,
 }
 
 /// Versions we advertise for one API, and where its flexible versions start.
@@ -230,6 +231,13 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         max_version: 1,
         flexible_from: 0,
         note: "brokers endpoint only (v1 controllers: UNSUPPORTED_ENDPOINT_TYPE)",
+    },
+    ApiSpec {
+        key: ApiKey::DescribeTopicPartitions,
+        min_version: 0,
+        max_version: 0,
+        flexible_from: 0,
+        note: "paged with a cursor; tried by Kafka's tools (3.7+) before Metadata",
     },
 ];
 

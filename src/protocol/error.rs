@@ -89,9 +89,11 @@ error_codes! {
     NotLeaderOrFollower = 6, true;
     RequestTimedOut = 7, true;
     MessageTooLarge = 10, false;
+    NetworkException = 13, true;
     InvalidTopicException = 17, false;
     RecordListTooLarge = 18, false;
     NotEnoughReplicas = 19, true;
+    NotEnoughReplicasAfterAppend = 20, true;
     InvalidRequiredAcks = 21, false;
     CoordinatorLoadInProgress = 14, true;
     CoordinatorNotAvailable = 15, true;

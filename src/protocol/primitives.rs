@@ -349,6 +349,34 @@ impl<T: Wire> Wire for Vec<T> {
 }
 
 // ---------------------------------------------------------------------------
+// Nullable structs.
+
+/// A struct field that may be null: an int8 marker (-1 null, 1 present),
+/// then the struct (as Kafka's generated code writes nullable structs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Nullable<T>(pub Option<T>);
+
+impl<T: Wire> Wire for Nullable<T> {
+    fn decode<'a>(input: &'a [u8], cx: &DecodeCx<'_>) -> PResult<'a, Self> {
+        let (rest, marker) = be_i8(input)?;
+        if marker < 0 {
+            return Ok((rest, Nullable(None)));
+        }
+        let (rest, value) = T::decode(rest, cx)?;
+        Ok((rest, Nullable(Some(value))))
+    }
+    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+        match &self.0 {
+            None => buf.put_i8(-1),
+            Some(value) => {
+                buf.put_i8(1);
+                value.encode(buf, cx);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Tagged fields (flexible versions only).
 
 /// Reads a tagged-field section, handing each field to `on_field`, which

@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod configs;
 pub mod consumer_protocol;
+pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod group_admin;
@@ -21,6 +22,7 @@ pub use configs::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+pub use describe_topic_partitions::{DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse};
 pub use fetch::{FetchRequest, FetchResponse};
 pub use find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 pub use group_admin::{
@@ -147,6 +149,7 @@ apis! {
     DescribeConfigs => DescribeConfigsRequest, DescribeConfigsResponse;
     AlterConfigs => AlterConfigsRequest, AlterConfigsResponse;
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse;
+    DescribeTopicPartitions => DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse;
     OffsetDelete => OffsetDeleteRequest, OffsetDeleteResponse;
 }
 
