@@ -43,6 +43,51 @@ enum Command {
     Perf(PerfCommand),
     /// Consumer groups: list, describe (with lag), delete.
     Groups(GroupsArgs),
+    /// Topics: list, create, describe, delete, alter configs.
+    Topics(TopicsArgs),
+}
+
+#[derive(clap::Args)]
+struct TopicsArgs {
+    /// Bootstrap servers, comma-separated.
+    #[arg(
+        short = 'b',
+        long = "bootstrap-server",
+        default_value = "localhost:9092",
+        global = true
+    )]
+    bootstrap_server: String,
+    #[command(subcommand)]
+    action: TopicsAction,
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Every topic with its partition count.
+    List,
+    /// Create a topic.
+    Create {
+        topic: String,
+        /// Partitions (default: the broker's num.partitions).
+        #[arg(short = 'p', long, default_value_t = -1, allow_hyphen_values = true)]
+        partitions: i32,
+        /// Replication factor (default: the broker's).
+        #[arg(short = 'r', long, default_value_t = -1, allow_hyphen_values = true)]
+        replication_factor: i16,
+        /// Topic config KEY=VALUE (repeatable).
+        #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+    },
+    /// Partitions, leaders and every config of a topic.
+    Describe { topic: String },
+    /// Delete a topic and its data.
+    Delete { topic: String },
+    /// Set (KEY=VALUE) or remove (KEY) topic configs, leaving the others alone.
+    Alter {
+        topic: String,
+        #[arg(short = 'c', long = "config", value_name = "KEY[=VALUE]", required = true)]
+        configs: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -318,6 +363,7 @@ pub fn main() -> ExitCode {
         Command::Produce(args) => runtime.block_on(produce(args)),
         Command::Perf(PerfCommand::Produce(args)) => runtime.block_on(perf_produce(args)),
         Command::Groups(args) => runtime.block_on(groups(args)),
+        Command::Topics(args) => runtime.block_on(topics(args)),
     }
 }
 
@@ -682,6 +728,77 @@ async fn groups(args: GroupsArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("minikafka groups: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn topics(args: TopicsArgs) -> ExitCode {
+    use minikafka::client::{Cluster, admin};
+    let timeout = std::time::Duration::from_secs(30);
+    let result = async {
+        let mut cluster = Cluster::connect(&args.bootstrap_server, "minikafka-topics", timeout).await?;
+        match args.action {
+            TopicsAction::List => {
+                for (topic, partitions) in admin::list_topics(&mut cluster).await? {
+                    println!("{topic}\t{partitions}");
+                }
+            }
+            TopicsAction::Create {
+                topic,
+                partitions,
+                replication_factor,
+                configs,
+            } => {
+                let configs = configs
+                    .iter()
+                    .map(|c| {
+                        c.split_once('=')
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .unwrap_or((c.clone(), String::new()))
+                    })
+                    .collect();
+                admin::create_topic(&mut cluster, &topic, partitions, replication_factor, &configs).await?;
+                println!("created topic {topic}");
+            }
+            TopicsAction::Describe { topic } => {
+                let described = admin::describe_topic(&mut cluster, &topic).await?;
+                println!(
+                    "topic {} (id {}), {} partitions",
+                    described.name,
+                    described.id,
+                    described.partitions.len()
+                );
+                for (partition, leader) in &described.partitions {
+                    println!("  partition {partition}\tleader {leader}");
+                }
+                println!("configs:");
+                for (name, value, default) in &described.configs {
+                    println!("  {name}={value}{}", if *default { "  (default)" } else { "" });
+                }
+            }
+            TopicsAction::Delete { topic } => {
+                admin::delete_topic(&mut cluster, &topic).await?;
+                println!("deleted topic {topic}");
+            }
+            TopicsAction::Alter { topic, configs } => {
+                let changes = configs
+                    .iter()
+                    .map(|c| match c.split_once('=') {
+                        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                        None => (c.clone(), None),
+                    })
+                    .collect();
+                admin::alter_topic_configs(&mut cluster, &topic, &changes).await?;
+                println!("altered topic {topic}");
+            }
+        }
+        Ok::<(), minikafka::client::ClientError>(())
+    };
+    match result.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("minikafka topics: {e}");
             ExitCode::FAILURE
         }
     }

@@ -428,3 +428,55 @@ async fn describe_topic_partitions_pages_with_a_cursor() {
     assert_eq!(seen, expected);
     broker.shutdown().await;
 }
+
+/// `minikafka topics` drives the same APIs from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topics_cli_creates_describes_alters_lists_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    let cli = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_minikafka"));
+        command.args(["topics", "-b", &bootstrap]).args(args);
+        command
+    };
+    let run = |mut command: Command| async move {
+        let output = command.output().await.unwrap();
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (ok, _, err) = run(cli(&["create", "cli-topic", "-p", "4", "-c", "retention.ms=5000"])).await;
+    assert!(ok, "{err}");
+    let (ok, listed, _) = run(cli(&["list"])).await;
+    assert!(ok && listed.contains("cli-topic\t4"), "{listed}");
+    let (ok, described, _) = run(cli(&["describe", "cli-topic"])).await;
+    assert!(ok);
+    assert!(described.contains("4 partitions"), "{described}");
+    assert!(described.contains("retention.ms=5000\n"), "{described}");
+    assert!(described.contains("cleanup.policy=delete  (default)"), "{described}");
+
+    let (ok, _, err) = run(cli(&[
+        "alter",
+        "cli-topic",
+        "-c",
+        "retention.ms",
+        "-c",
+        "max.message.bytes=4096",
+    ]))
+    .await;
+    assert!(ok, "{err}");
+    let (_, described, _) = run(cli(&["describe", "cli-topic"])).await;
+    assert!(described.contains("retention.ms=604800000  (default)"), "{described}");
+    assert!(described.contains("max.message.bytes=4096\n"), "{described}");
+
+    let (ok, _, err) = run(cli(&["create", "cli-topic"])).await;
+    assert!(!ok && err.contains("TopicAlreadyExists"), "{err}");
+    let (ok, _, _) = run(cli(&["delete", "cli-topic"])).await;
+    assert!(ok);
+    let (_, listed, _) = run(cli(&["list"])).await;
+    assert!(!listed.contains("cli-topic"));
+    broker.shutdown().await;
+}

@@ -2,6 +2,7 @@
 //! against minikafka and Apache Kafka alike: a connection that negotiates
 //! versions, cluster metadata, a partition consumer, and the partitioner.
 
+pub mod admin;
 pub mod connection;
 pub mod consumer;
 pub mod groups;
