@@ -237,7 +237,7 @@ async fn describe_cluster_names_this_node() {
     };
     assert_eq!(
         r.error_code,
-        minikafka::protocol::ErrorCode::UnsupportedEndpointType.code()
+        114 /* MISMATCHED_ENDPOINT_TYPE, as a number: the test must not trust the enum */
     );
     broker.shutdown().await;
 }

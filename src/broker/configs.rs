@@ -197,7 +197,12 @@ pub fn alter_configs(broker: &Broker, request: &AlterConfigsRequest) -> AlterCon
                     let configs = r
                         .configs
                         .iter()
-                        .map(|c| (c.name.clone(), c.value.clone().unwrap_or_default()))
+                        .map(|c| {
+                            (
+                                c.name.clone(),
+                                c.value.as_deref().unwrap_or_default().trim().to_string(),
+                            )
+                        })
                         .collect();
                     apply_topic(broker, &r.resource_name, configs, request.validate_only)
                 }
@@ -240,7 +245,7 @@ pub fn incremental_alter_configs(
                             .clone();
                         let mut outcome = Ok(());
                         for c in &r.configs {
-                            let value = c.value.clone().unwrap_or_default();
+                            let value = c.value.as_deref().unwrap_or_default().trim().to_string();
                             match c.config_operation {
                                 0 => {
                                     configs.insert(c.name.clone(), value);

@@ -89,7 +89,10 @@ pub fn create_topics(broker: &Broker, version: i16, request: &CreateTopicsReques
                 if let Err(reason) = super::topic_config::validate(&config.name, config.value.as_deref()) {
                     return refuse(result, ErrorCode::InvalidConfig, reason);
                 }
-                configs.insert(config.name.clone(), config.value.clone().unwrap_or_default());
+                configs.insert(
+                    config.name.clone(),
+                    config.value.as_deref().unwrap_or_default().trim().to_string(),
+                );
             }
             match broker.create_topic(&asked.name, partitions, configs.clone(), request.validate_only) {
                 Ok(topic) => {
@@ -225,8 +228,14 @@ pub fn create_partitions(broker: &Broker, request: &CreatePartitionsRequest) -> 
 
 pub fn describe_cluster(broker: &Broker, request: &DescribeClusterRequest) -> DescribeClusterResponse {
     if request.endpoint_type != 1 {
+        // Controllers (2) are not a separate endpoint here; other types are unknown.
+        let code = if request.endpoint_type == 2 {
+            ErrorCode::MismatchedEndpointType
+        } else {
+            ErrorCode::UnsupportedEndpointType
+        };
         return DescribeClusterResponse {
-            error_code: ErrorCode::UnsupportedEndpointType.code(),
+            error_code: code.code(),
             error_message: Some("only the brokers endpoint (1) is served".into()),
             endpoint_type: request.endpoint_type,
             ..Default::default()

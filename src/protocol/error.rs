@@ -131,7 +131,8 @@ error_codes! {
     GroupSubscribedToTopic = 86, false;
     ProducerFenced = 90, false;
     UnknownTopicId = 100, true;
-    UnsupportedEndpointType = 120, false;
+    MismatchedEndpointType = 114, false;
+    UnsupportedEndpointType = 115, false;
 }
 
 impl From<ErrorCode> for i16 {
