@@ -289,6 +289,18 @@ struct BrokerArgs {
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
     #[arg(long, default_value_t = MESSAGE_MAX_BYTES_DEFAULT)]
     message_max_bytes: usize,
+    /// Segment file size for topics without segment.bytes (Kafka's log.segment.bytes).
+    #[arg(long, default_value_t = minikafka::storage::log::SEGMENT_BYTES_DEFAULT)]
+    segment_bytes: u64,
+    /// How long records are kept, for topics without retention.ms; -1 for ever (log.retention.ms).
+    #[arg(long, default_value_t = 604_800_000, allow_hyphen_values = true)]
+    retention_ms: i64,
+    /// Bytes a partition keeps, for topics without retention.bytes; -1 no limit (log.retention.bytes).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    retention_bytes: i64,
+    /// How often retention deletes old segments (log.retention.check.interval.ms).
+    #[arg(long, default_value_t = 300_000)]
+    log_retention_check_interval_ms: u64,
     /// How long an empty group's first rebalance waits for more members
     /// (Kafka's group.initial.rebalance.delay.ms; Kafka's default is 3000,
     /// ours suits development: consumers started together still meet).
@@ -322,6 +334,10 @@ impl BrokerArgs {
             node_id: self.node_id,
             socket_request_max_bytes: self.socket_request_max_bytes,
             message_max_bytes: self.message_max_bytes,
+            segment_bytes: self.segment_bytes,
+            retention_ms: self.retention_ms,
+            retention_bytes: self.retention_bytes,
+            retention_check_interval: std::time::Duration::from_millis(self.log_retention_check_interval_ms.max(1)),
             groups: minikafka::broker::coordinator::GroupConfig {
                 initial_rebalance_delay: std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms),
                 min_session_timeout_ms: self.group_min_session_timeout_ms,

@@ -29,6 +29,14 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     /// Consumer group settings (`group.*`).
     pub groups: crate::broker::coordinator::GroupConfig,
+    /// Segment size of topics that do not set `segment.bytes` (Kafka's `log.segment.bytes`).
+    pub segment_bytes: u64,
+    /// Kafka's `log.retention.ms` for topics that do not set `retention.ms`; -1 keeps for ever.
+    pub retention_ms: i64,
+    /// Kafka's `log.retention.bytes` for topics that do not set `retention.bytes`; -1: no limit.
+    pub retention_bytes: i64,
+    /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval: std::time::Duration,
 }
 
 impl Default for BrokerConfig {
@@ -43,6 +51,10 @@ impl Default for BrokerConfig {
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
             groups: crate::broker::coordinator::GroupConfig::default(),
+            segment_bytes: crate::storage::log::SEGMENT_BYTES_DEFAULT,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_check_interval: std::time::Duration::from_secs(300),
         }
     }
 }

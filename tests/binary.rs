@@ -163,6 +163,10 @@ async fn help_documents_every_flag() {
         "--group-initial-rebalance-delay-ms",
         "--group-min-session-timeout-ms",
         "--group-max-session-timeout-ms",
+        "--segment-bytes",
+        "--retention-ms",
+        "--retention-bytes",
+        "--log-retention-check-interval-ms",
         "--log-level",
         "--log-format",
     ] {

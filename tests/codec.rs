@@ -734,6 +734,29 @@ fn samples() -> Vec<(Request, Response)> {
             ),
         ),
         (
+            Request::DeleteRecords(minikafka::protocol::messages::delete_records::DeleteRecordsRequest {
+                topics: vec![minikafka::protocol::messages::delete_records::DeleteRecordsTopic {
+                    name: "t".into(),
+                    partitions: vec![minikafka::protocol::messages::delete_records::DeleteRecordsPartition {
+                        partition_index: 0,
+                        offset: 5,
+                    }],
+                }],
+                timeout_ms: 1000,
+            }),
+            Response::DeleteRecords(minikafka::protocol::messages::delete_records::DeleteRecordsResponse {
+                throttle_time_ms: 0,
+                topics: vec![minikafka::protocol::messages::delete_records::DeleteRecordsTopicResult {
+                    name: "t".into(),
+                    partitions: vec![minikafka::protocol::messages::delete_records::DeleteRecordsPartitionResult {
+                        partition_index: 0,
+                        low_watermark: 5,
+                        error_code: 0,
+                    }],
+                }],
+            }),
+        ),
+        (
             Request::InitProducerId(InitProducerIdRequest {
                 transactional_id: Some("tx".into()),
                 transaction_timeout_ms: 60_000,

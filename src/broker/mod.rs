@@ -4,6 +4,7 @@
 mod api_versions;
 mod configs;
 pub mod coordinator;
+mod delete_records;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -172,6 +173,9 @@ impl Broker {
             None => OffsetStore::in_memory(),
         };
         let coordinator = coordinator::Coordinator::new(config.groups.clone());
+        for topic in topics.values() {
+            topic.apply_segment_bytes(config.segment_bytes);
+        }
         Ok(Broker {
             config,
             advertised,
@@ -244,6 +248,7 @@ impl Broker {
             configs: RwLock::default(),
             partitions,
         });
+        topic.apply_segment_bytes(self.config.segment_bytes);
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, topic_id = %id, partitions = partition_count, "created topic");
         Ok(topic)
@@ -292,6 +297,7 @@ impl Broker {
             configs: RwLock::new(configs),
             partitions,
         });
+        topic.apply_segment_bytes(self.config.segment_bytes);
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, topic_id = %id, partitions = partition_count, "created topic");
         Ok(Some(topic))
@@ -305,6 +311,7 @@ impl Broker {
             .write_topic_configs(name, &configs)
             .map_err(AdminError::Storage)?;
         *topic.configs.write().unwrap_or_else(PoisonError::into_inner) = configs;
+        topic.apply_segment_bytes(self.config.segment_bytes);
         Ok(())
     }
 
@@ -357,6 +364,9 @@ impl Broker {
                 partitions,
             }),
         );
+        if let Some(topic) = topics.get(name) {
+            topic.apply_segment_bytes(self.config.segment_bytes);
+        }
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
     }
@@ -400,6 +410,39 @@ impl Broker {
         }
     }
 
+    /// Deletes old segments per retention.ms / retention.bytes (the topic's,
+    /// or the broker's defaults) every `retention_check_interval`, until
+    /// shutdown.
+    pub async fn run_retention(&self) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.retention_check_interval) => {}
+                _ = Broker::stopped(&mut shutdown) => return,
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            for topic in self.topics() {
+                let number =
+                    |name: &str, default: i64| topic.config(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+                let retention_ms = number("retention.ms", self.config.retention_ms);
+                let retention_bytes = number("retention.bytes", self.config.retention_bytes);
+                for partition in &topic.partitions {
+                    match partition.log().apply_retention(now, retention_ms, retention_bytes) {
+                        Ok(0) => {}
+                        Ok(deleted) => {
+                            tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Answers one request from `peer`; see [`Reply`].
     pub async fn handle(&self, header: &RequestHeader, peer: std::net::SocketAddr, request: Request) -> Reply {
         let version = header.api_version;
@@ -436,6 +479,7 @@ impl Broker {
             Request::DeleteTopics(req) => Response::DeleteTopics(topic_admin::delete_topics(self, version, &req)),
             Request::CreatePartitions(req) => Response::CreatePartitions(topic_admin::create_partitions(self, &req)),
             Request::DescribeCluster(req) => Response::DescribeCluster(topic_admin::describe_cluster(self, &req)),
+            Request::DeleteRecords(req) => Response::DeleteRecords(delete_records::handle(self, &req)),
             Request::DescribeTopicPartitions(req) => {
                 Response::DescribeTopicPartitions(topic_admin::describe_topic_partitions(self, &req))
             }

@@ -21,6 +21,7 @@ pub enum ApiKey {
     ApiVersions = 18,
     CreateTopics = 19,
     DeleteTopics = 20,
+    DeleteRecords = 21,
     InitProducerId = 22,
     OffsetForLeaderEpoch = 23,
     DescribeConfigs = 32,
@@ -168,6 +169,13 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         max_version: 6,
         flexible_from: 4,
         note: "by name, or by id from v6; removes the files",
+    },
+    ApiSpec {
+        key: ApiKey::DeleteRecords,
+        min_version: 0,
+        max_version: 2,
+        flexible_from: 2,
+        note: "moves the log start offset; whole segments below it are deleted",
     },
     ApiSpec {
         key: ApiKey::InitProducerId,

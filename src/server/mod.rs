@@ -168,12 +168,17 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
         let broker = broker.clone();
         tokio::spawn(async move { broker.run_group_timers().await })
     };
+    let retention = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.run_retention().await })
+    };
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(listener, broker.clone(), broker.shutdown_signal()));
     }
     while accept_loops.join_next().await.is_some() {}
     let _ = timers.await;
+    let _ = retention.await;
     broker.sync_all();
     tracing::info!("broker stopped; logs synced");
 }

@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod configs;
 pub mod consumer_protocol;
+pub mod delete_records;
 pub mod describe_topic_partitions;
 pub mod fetch;
 pub mod find_coordinator;
@@ -22,6 +23,7 @@ pub use configs::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+pub use delete_records::{DeleteRecordsRequest, DeleteRecordsResponse};
 pub use describe_topic_partitions::{DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse};
 pub use fetch::{FetchRequest, FetchResponse};
 pub use find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
@@ -150,6 +152,7 @@ apis! {
     AlterConfigs => AlterConfigsRequest, AlterConfigsResponse;
     IncrementalAlterConfigs => IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse;
     DescribeTopicPartitions => DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse;
+    DeleteRecords => DeleteRecordsRequest, DeleteRecordsResponse;
     OffsetDelete => OffsetDeleteRequest, OffsetDeleteResponse;
 }
 

@@ -1,0 +1,261 @@
+//! Segments, retention and DeleteRecords through the broker: old segments
+//! go, the log start offset advances (and survives restarts), consumers
+//! from the beginning start there, fetches below it are out of range.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use minikafka::protocol::ErrorCode;
+use minikafka::protocol::messages::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
+use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+use minikafka::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
+use minikafka::protocol::messages::{Request, Response};
+use minikafka::protocol::record_batch::Compression;
+use minikafka::protocol::records::{Record, RecordBatchBuilder};
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+fn batch(i: usize) -> Bytes {
+    // Timestamps of now: retention.ms (7 days) must not be what deletes them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut builder = RecordBatchBuilder::new(now);
+    for j in 0..10 {
+        builder.push(Record {
+            value: Some(Bytes::from(format!("value-{i}-{j}-{}", "x".repeat(50)))),
+            ..Record::default()
+        });
+    }
+    builder.build(Compression::None).unwrap()
+}
+
+async fn produce_batches(client: &mut RawClient, topic: &str, count: usize) {
+    for i in 0..count {
+        let request = Request::Produce(ProduceRequest {
+            acks: 1,
+            timeout_ms: 1000,
+            topic_data: vec![TopicProduceData {
+                name: topic.into(),
+                partition_data: vec![PartitionProduceData {
+                    index: 0,
+                    records: Some(batch(i)),
+                }],
+            }],
+            ..Default::default()
+        });
+        let Response::Produce(r) = client.call(request, 9).await else {
+            panic!()
+        };
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+}
+
+fn log_state(broker: &minikafka::BrokerHandle, topic: &str) -> (i64, i64, usize) {
+    let topic = broker.broker().topic(topic).unwrap();
+    let log = topic.partition(0).unwrap().log();
+    (log.log_start_offset(), log.next_offset(), log.segment_count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_bytes_drops_old_segments_and_consumers_start_at_the_new_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let one_batch = batch(0).len() as u64;
+    let broker = start(minikafka::BrokerConfig {
+        segment_bytes: one_batch * 4,
+        retention_bytes: (one_batch * 8) as i64,
+        retention_check_interval: Duration::from_millis(50),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    broker.broker().get_or_create_topic("retained", 1).unwrap();
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    produce_batches(&mut client, "retained", 40).await;
+    // Retention runs every 50 ms; wait until the log is back under its limit.
+    let (start, end, _) = eventually("retention to catch up", || {
+        Some(log_state(&broker, "retained")).filter(|(_, _, segments)| *segments <= 4)
+    })
+    .await;
+    assert_eq!(end, 400);
+    assert!(
+        start >= 240,
+        "the start offset moved past the deleted segments: {start}"
+    );
+    assert_eq!(
+        start % 10,
+        0,
+        "whole segments go, so the start is a batch boundary: {start}"
+    );
+    let kept = broker
+        .broker()
+        .topic("retained")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log()
+        .size_bytes();
+    assert!(kept >= one_batch * 8, "at least retention.bytes is kept: {kept}");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "unused-with-assign")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset("retained", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let first = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                return m.offset();
+            }
+        }
+        -1
+    })
+    .await
+    .unwrap();
+    let (start_now, _, _) = log_state(&broker, "retained");
+    assert_eq!(
+        first, start_now,
+        "a consumer from the beginning starts at the log start offset"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_start_and_it_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    broker.broker().get_or_create_topic("trimmed", 1).unwrap();
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    produce_batches(&mut client, "trimmed", 3).await;
+    let delete = |offset: i64| {
+        Request::DeleteRecords(DeleteRecordsRequest {
+            topics: vec![DeleteRecordsTopic {
+                name: "trimmed".into(),
+                partitions: vec![DeleteRecordsPartition {
+                    partition_index: 0,
+                    offset,
+                }],
+            }],
+            timeout_ms: 1000,
+        })
+    };
+    let Response::DeleteRecords(r) = client.call(delete(15), 2).await else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            r.topics[0].partitions[0].error_code,
+            r.topics[0].partitions[0].low_watermark
+        ),
+        (0, 15)
+    );
+    let Response::DeleteRecords(r) = client.call(delete(99), 1).await else {
+        panic!()
+    };
+    assert_eq!(r.topics[0].partitions[0].error_code, ErrorCode::OffsetOutOfRange.code());
+
+    let fetch = |offset: i64| {
+        Request::Fetch(FetchRequest {
+            max_wait_ms: 0,
+            topics: vec![FetchTopic {
+                topic: "trimmed".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: offset,
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    };
+    let Response::Fetch(f) = client.call(fetch(3), 11).await else {
+        panic!()
+    };
+    assert_eq!(
+        f.responses[0].partitions[0].error_code,
+        ErrorCode::OffsetOutOfRange.code()
+    );
+    let Response::Fetch(f) = client.call(fetch(15), 11).await else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            f.responses[0].partitions[0].error_code,
+            f.responses[0].partitions[0].log_start_offset
+        ),
+        (0, 15)
+    );
+    broker.shutdown().await;
+
+    let broker = start(config(dir.path(), 1)).await;
+    assert_eq!(
+        log_state(&broker, "trimmed").0,
+        15,
+        "the log start offset is checkpointed"
+    );
+    broker.shutdown().await;
+}
+
+/// retention.ms (here a topic config) deletes segments whose newest record
+/// is older than the limit; the active segment stays.
+#[tokio::test]
+async fn retention_ms_drops_segments_older_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        retention_check_interval: Duration::from_millis(50),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    // Two one-record batches per segment.
+    let configs = std::collections::BTreeMap::from([
+        ("retention.ms".to_string(), "60000".to_string()),
+        ("segment.bytes".to_string(), "160".to_string()),
+    ]);
+    broker.broker().create_topic("aged", 1, configs, false).unwrap();
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    // Records from 1970: far older than a minute.
+    for i in 0..6 {
+        let mut builder = RecordBatchBuilder::new(1_000 + i);
+        builder.push(Record {
+            value: Some(Bytes::from_static(b"old")),
+            ..Record::default()
+        });
+        let request = Request::Produce(ProduceRequest {
+            acks: 1,
+            timeout_ms: 1000,
+            topic_data: vec![TopicProduceData {
+                name: "aged".into(),
+                partition_data: vec![PartitionProduceData {
+                    index: 0,
+                    records: Some(builder.build(Compression::None).unwrap()),
+                }],
+            }],
+            ..Default::default()
+        });
+        client.call(request, 9).await;
+    }
+    assert!(log_state(&broker, "aged").1 == 6);
+    let (start, end, segments) = eventually("retention.ms to run", || {
+        Some(log_state(&broker, "aged")).filter(|(s, _, _)| *s > 0)
+    })
+    .await;
+    assert_eq!(end, 6);
+    assert!(start > 0 && start < 6, "only the active segment is left: start {start}");
+    assert_eq!(segments, 1);
+    broker.shutdown().await;
+}
