@@ -25,6 +25,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Fsync {
+    Os,
+    Always,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -289,6 +295,17 @@ struct BrokerArgs {
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
     #[arg(long, default_value_t = MESSAGE_MAX_BYTES_DEFAULT)]
     message_max_bytes: usize,
+    /// When produced data is fsynced: os (leave it to the OS, as Kafka's
+    /// default), or always (acks=1/all are answered after an fsync, shared by
+    /// concurrent producers).
+    #[arg(long, value_enum, default_value_t = Fsync::Os)]
+    fsync: Fsync,
+    /// fsync a partition after this many records (Kafka's log.flush.interval.messages).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    flush_messages: Option<u64>,
+    /// fsync partitions with unsynced records this often (Kafka's log.flush.interval.ms).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    flush_ms: Option<u64>,
     /// Segment file size for topics without segment.bytes (Kafka's log.segment.bytes).
     #[arg(long, default_value_t = minikafka::storage::log::SEGMENT_BYTES_DEFAULT)]
     segment_bytes: u64,
@@ -335,6 +352,9 @@ impl BrokerArgs {
             socket_request_max_bytes: self.socket_request_max_bytes,
             message_max_bytes: self.message_max_bytes,
             segment_bytes: self.segment_bytes,
+            fsync_always: matches!(self.fsync, Fsync::Always),
+            flush_messages: self.flush_messages,
+            flush_ms: self.flush_ms,
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             retention_check_interval: std::time::Duration::from_millis(self.log_retention_check_interval_ms.max(1)),

@@ -37,6 +37,16 @@ pub struct BrokerConfig {
     pub retention_bytes: i64,
     /// How often retention runs (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval: std::time::Duration,
+    /// Answer acks=1/-1 produces only once their batches are fsynced (with
+    /// one fsync shared by concurrent producers). Off: leave it to the OS,
+    /// as Kafka does by default.
+    pub fsync_always: bool,
+    /// Kafka's `log.flush.interval.messages`: fsync a partition after this
+    /// many records. `None`: never for this reason.
+    pub flush_messages: Option<u64>,
+    /// Kafka's `log.flush.interval.ms`: fsync partitions with unsynced
+    /// records this often. `None`: never for this reason.
+    pub flush_ms: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -55,6 +65,9 @@ impl Default for BrokerConfig {
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval: std::time::Duration::from_secs(300),
+            fsync_always: false,
+            flush_messages: None,
+            flush_ms: None,
         }
     }
 }

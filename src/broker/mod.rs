@@ -443,6 +443,30 @@ impl Broker {
         }
     }
 
+    /// Fsyncs partitions with unsynced records every `flush_ms` (Kafka's
+    /// `log.flush.interval.ms`), until shutdown. Returns at once if unset.
+    pub async fn run_flusher(&self) {
+        let Some(interval) = self.config.flush_ms else { return };
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(interval)) => {}
+                _ = Broker::stopped(&mut shutdown) => return,
+            }
+            for topic in self.topics() {
+                for partition in &topic.partitions {
+                    let mut log = partition.log();
+                    if log.unflushed_messages() == 0 {
+                        continue;
+                    }
+                    if let Err(e) = log.sync() {
+                        tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "fsync failed");
+                    }
+                }
+            }
+        }
+    }
+
     /// Answers one request from `peer`; see [`Reply`].
     pub async fn handle(&self, header: &RequestHeader, peer: std::net::SocketAddr, request: Request) -> Reply {
         let version = header.api_version;
@@ -450,7 +474,7 @@ impl Broker {
         let response = match request {
             Request::ApiVersions(req) => Response::ApiVersions(api_versions::handle(version, &req)),
             Request::Metadata(req) => Response::Metadata(metadata::handle(self, version, &req)),
-            Request::Produce(req) => match produce::handle(self, version, &req) {
+            Request::Produce(req) => match produce::handle(self, version, &req).await {
                 produce::ProduceOutcome::Respond(response) => Response::Produce(response),
                 produce::ProduceOutcome::Silent => return Reply::Nothing,
                 produce::ProduceOutcome::Close(reason) => return Reply::Close(reason),

@@ -25,7 +25,7 @@ pub enum ProduceOutcome {
     Close(String),
 }
 
-pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> ProduceOutcome {
+pub async fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> ProduceOutcome {
     let refusal = if version < FIRST_SERVED_VERSION {
         // Advertised only so that librdkafka < 2.11 enables compression
         // (it checks for Produce v0); Kafka 4.0 does the same.
@@ -46,7 +46,7 @@ pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> Produc
     } else {
         None
     };
-    let responses = request
+    let mut responses: Vec<TopicProduceResponse> = request
         .topic_data
         .iter()
         .map(|topic| TopicProduceResponse {
@@ -62,6 +62,9 @@ pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> Produc
         })
         .collect();
     broker.appended.notify_waiters();
+    if request.acks != 0 && broker.config().fsync_always {
+        make_durable(broker, &mut responses).await;
+    }
     if request.acks != 0 {
         return ProduceOutcome::Respond(ProduceResponse {
             responses,
@@ -82,6 +85,33 @@ pub fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> Produc
             })
     });
     failure.map_or(ProduceOutcome::Silent, ProduceOutcome::Close)
+}
+
+/// With `--fsync always`: holds each successful partition's answer until
+/// its batch is on disk. An fsync that fails turns the answer into
+/// KAFKA_STORAGE_ERROR: the producer retries rather than believing it.
+async fn make_durable(broker: &Broker, responses: &mut [TopicProduceResponse]) {
+    for topic_response in responses {
+        let Some(topic) = broker.topic(&topic_response.name) else {
+            continue;
+        };
+        for response in &mut topic_response.partition_responses {
+            if response.error_code != ErrorCode::None.code() {
+                continue;
+            }
+            let Some(partition) = topic.partition(response.index) else {
+                continue;
+            };
+            if let Err(e) = partition.make_durable(response.base_offset + 1).await {
+                tracing::error!(topic = %topic.name, partition = response.index, error = %e, "fsync failed");
+                *response = failed(
+                    response.index,
+                    ErrorCode::KafkaStorageError,
+                    "the broker could not make the batch durable".to_string(),
+                );
+            }
+        }
+    }
 }
 
 fn failed(index: i32, code: ErrorCode, message: String) -> PartitionProduceResponse {
@@ -161,14 +191,23 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
         }
     }
     match log.append(records, &header, LEADER_EPOCH) {
-        Ok(appended) => PartitionProduceResponse {
-            index: data.index,
-            error_code: ErrorCode::None.code(),
-            base_offset: appended.base_offset,
-            log_append_time_ms: append_time,
-            log_start_offset: log.log_start_offset(),
-            ..Default::default()
-        },
+        Ok(appended) => {
+            let flush_due = broker
+                .config()
+                .flush_messages
+                .is_some_and(|n| log.unflushed_messages() >= n);
+            if let Err(e) = if flush_due { log.sync() } else { Ok(()) } {
+                tracing::error!(topic = topic_name, partition = data.index, error = %e, "fsync failed");
+            }
+            PartitionProduceResponse {
+                index: data.index,
+                error_code: ErrorCode::None.code(),
+                base_offset: appended.base_offset,
+                log_append_time_ms: append_time,
+                log_start_offset: log.log_start_offset(),
+                ..Default::default()
+            }
+        }
         Err(e) => {
             tracing::error!(topic = topic_name, partition = data.index, error = %e, "append failed");
             failed(

@@ -20,14 +20,40 @@ pub struct Topic {
 pub struct Partition {
     pub index: i32,
     log: Mutex<PartitionLog>,
+    /// Offset below which everything is known to be fsynced. Producers that
+    /// need durability queue here: while one fsyncs, the others wait, and
+    /// one fsync then covers them all (group commit).
+    durable: tokio::sync::Mutex<i64>,
 }
 
 impl Partition {
     pub fn new(index: i32, log: PartitionLog) -> Self {
+        let durable = log.next_offset();
         Partition {
             index,
             log: Mutex::new(log),
+            durable: tokio::sync::Mutex::new(durable),
         }
+    }
+
+    /// Waits until every record before `offset` is fsynced, syncing if no
+    /// one else has. The fsync runs outside the log's lock, on a blocking
+    /// thread, so appends (and other partitions) go on meanwhile.
+    pub async fn make_durable(&self, offset: i64) -> std::io::Result<()> {
+        let mut durable = self.durable.lock().await;
+        if *durable >= offset {
+            return Ok(());
+        }
+        let handle = self.log().sync_handle()?;
+        if let Some((file, end)) = handle {
+            tokio::task::spawn_blocking(move || file.sync_data())
+                .await
+                .map_err(std::io::Error::other)??;
+            *durable = end;
+        } else {
+            *durable = i64::MAX; // in memory: nothing to sync
+        }
+        Ok(())
     }
 
     /// The partition's log. Held only for synchronous work, never across an

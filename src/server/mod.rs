@@ -172,6 +172,10 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
         let broker = broker.clone();
         tokio::spawn(async move { broker.run_retention().await })
     };
+    let flusher = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.run_flusher().await })
+    };
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(listener, broker.clone(), broker.shutdown_signal()));
@@ -179,6 +183,7 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
     while accept_loops.join_next().await.is_some() {}
     let _ = timers.await;
     let _ = retention.await;
+    let _ = flusher.await;
     broker.sync_all();
     tracing::info!("broker stopped; logs synced");
 }

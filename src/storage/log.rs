@@ -95,6 +95,8 @@ pub struct PartitionLog {
     /// Idempotent producers' sequences, kept with the log they describe so
     /// that checking and appending happen under one lock.
     producers: ProducerStates,
+    /// Records appended since the last sync (for `flush.messages`).
+    unflushed: u64,
 }
 
 fn segment_name(base_offset: i64) -> String {
@@ -116,6 +118,7 @@ impl PartitionLog {
             log_start_offset: 0,
             next_offset: 0,
             producers: ProducerStates::default(),
+            unflushed: 0,
         }
     }
 
@@ -187,6 +190,7 @@ impl PartitionLog {
             log_start_offset: checkpoint.unwrap_or(first).max(first).min(next_offset),
             next_offset,
             producers,
+            unflushed: 0,
         })
     }
 
@@ -235,6 +239,8 @@ impl PartitionLog {
                 if let Some(Backing::File { file, .. }) = self.segments.last().map(|s| &s.backing) {
                     file.sync_data()?;
                 }
+                // The new file's name must survive a crash too.
+                File::open(dir)?.sync_all()?;
                 Backing::File { path, file }
             }
             None => Backing::Memory(Vec::new()),
@@ -282,6 +288,7 @@ impl PartitionLog {
         });
         segment.size += batch.len() as u64;
         self.next_offset = last_offset + 1;
+        self.unflushed += header.offset_count() as u64;
         self.producers.record(header, base_offset, last_offset);
         Ok(AppendedBatch {
             base_offset,
@@ -389,11 +396,32 @@ impl PartitionLog {
     }
 
     /// Makes everything appended so far durable (fsync of the data).
-    pub fn sync(&self) -> io::Result<()> {
-        match self.segments.last().map(|s| &s.backing) {
-            Some(Backing::File { file, .. }) => file.sync_data(),
-            _ => Ok(()),
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(Backing::File { file, .. }) = self.segments.last().map(|s| &s.backing) {
+            file.sync_data()?;
         }
+        self.unflushed = 0;
+        Ok(())
+    }
+
+    /// What an fsync outside the log's lock needs: a handle to the active
+    /// segment and the offset everything before which it makes durable
+    /// (earlier segments were synced when they rolled). `None` in memory.
+    pub fn sync_handle(&mut self) -> io::Result<Option<(File, i64)>> {
+        let end = self.next_offset;
+        match self.segments.last().map(|s| &s.backing) {
+            Some(Backing::File { file, .. }) => {
+                let handle = file.try_clone()?;
+                self.unflushed = 0;
+                Ok(Some((handle, end)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Records appended since the last sync.
+    pub fn unflushed_messages(&self) -> u64 {
+        self.unflushed
     }
 
     /// The active segment's file, when there is one.
@@ -558,6 +586,20 @@ mod tests {
         let batch = sample_batch(records);
         let header = BatchHeader::parse(&batch).unwrap();
         log.append(&batch, &header, 0).unwrap()
+    }
+
+    #[test]
+    fn sync_resets_the_unflushed_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        append(&mut log, 3);
+        append(&mut log, 2);
+        assert_eq!(log.unflushed_messages(), 5);
+        log.sync().unwrap();
+        assert_eq!(log.unflushed_messages(), 0);
+        append(&mut log, 4);
+        let (_, end) = log.sync_handle().unwrap().expect("a file-backed log");
+        assert_eq!((end, log.unflushed_messages()), (9, 0));
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl OffsetStore {
         self.committed.keys()
     }
 
-    pub fn sync(&self) -> std::io::Result<()> {
+    pub fn sync(&mut self) -> std::io::Result<()> {
         self.log.sync()
     }
 }
