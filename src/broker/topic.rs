@@ -46,9 +46,14 @@ impl Partition {
         }
         let handle = self.log().sync_handle()?;
         if let Some((file, end)) = handle {
-            tokio::task::spawn_blocking(move || file.sync_data())
+            let synced = tokio::task::spawn_blocking(move || file.sync_data())
                 .await
-                .map_err(std::io::Error::other)??;
+                .map_err(std::io::Error::other)
+                .and_then(|result| result);
+            if let Err(e) = synced {
+                self.log().mark_sync_failed();
+                return Err(e);
+            }
             *durable = end;
         } else {
             *durable = i64::MAX; // in memory: nothing to sync

@@ -97,6 +97,11 @@ pub struct PartitionLog {
     producers: ProducerStates,
     /// Records appended since the last sync (for `flush.messages`).
     unflushed: u64,
+    /// Set once an fsync has failed. After a failed fsync the kernel may
+    /// have dropped the dirty pages and a later fsync can succeed without
+    /// them, so, as Kafka takes such a log directory offline, the log
+    /// refuses appends and syncs from then on.
+    failed_sync: bool,
 }
 
 fn segment_name(base_offset: i64) -> String {
@@ -119,6 +124,7 @@ impl PartitionLog {
             next_offset: 0,
             producers: ProducerStates::default(),
             unflushed: 0,
+            failed_sync: false,
         }
     }
 
@@ -191,6 +197,7 @@ impl PartitionLog {
             next_offset,
             producers,
             unflushed: 0,
+            failed_sync: false,
         })
     }
 
@@ -236,11 +243,15 @@ impl PartitionLog {
                 let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
                 // The segment before is complete: make it durable before
                 // anything lands in the next one.
-                if let Some(Backing::File { file, .. }) = self.segments.last().map(|s| &s.backing) {
-                    file.sync_data()?;
-                }
+                let previous = match self.segments.last().map(|s| &s.backing) {
+                    Some(Backing::File { file, .. }) => file.sync_data(),
+                    _ => Ok(()),
+                };
                 // The new file's name must survive a crash too.
-                File::open(dir)?.sync_all()?;
+                if let Err(e) = previous.and_then(|()| File::open(dir)?.sync_all()) {
+                    self.failed_sync = true;
+                    return Err(e);
+                }
                 Backing::File { path, file }
             }
             None => Backing::Memory(Vec::new()),
@@ -257,6 +268,7 @@ impl PartitionLog {
     /// Appends a batch that has been validated, assigning it the next offsets.
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, leader_epoch: i32) -> io::Result<AppendedBatch> {
         debug_assert_eq!(batch.len(), header.total_bytes());
+        self.check_not_failed()?;
         let segment_bytes = self.segment_bytes;
         if self.active().size > 0 && self.active().size + batch.len() as u64 > segment_bytes {
             self.roll()?;
@@ -397,8 +409,12 @@ impl PartitionLog {
 
     /// Makes everything appended so far durable (fsync of the data).
     pub fn sync(&mut self) -> io::Result<()> {
-        if let Some(Backing::File { file, .. }) = self.segments.last().map(|s| &s.backing) {
-            file.sync_data()?;
+        self.check_not_failed()?;
+        if let Some(Backing::File { file, .. }) = self.segments.last().map(|s| &s.backing)
+            && let Err(e) = file.sync_data()
+        {
+            self.failed_sync = true;
+            return Err(e);
         }
         self.unflushed = 0;
         Ok(())
@@ -408,6 +424,7 @@ impl PartitionLog {
     /// segment and the offset everything before which it makes durable
     /// (earlier segments were synced when they rolled). `None` in memory.
     pub fn sync_handle(&mut self) -> io::Result<Option<(File, i64)>> {
+        self.check_not_failed()?;
         let end = self.next_offset;
         match self.segments.last().map(|s| &s.backing) {
             Some(Backing::File { file, .. }) => {
@@ -417,6 +434,19 @@ impl PartitionLog {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Records that an fsync done outside the lock (on a
+    /// [`sync_handle`](Self::sync_handle)) failed.
+    pub fn mark_sync_failed(&mut self) {
+        self.failed_sync = true;
+    }
+
+    fn check_not_failed(&self) -> io::Result<()> {
+        if self.failed_sync {
+            return Err(io::Error::other("an earlier fsync of this log failed"));
+        }
+        Ok(())
     }
 
     /// Records appended since the last sync.
@@ -600,6 +630,20 @@ mod tests {
         append(&mut log, 4);
         let (_, end) = log.sync_handle().unwrap().expect("a file-backed log");
         assert_eq!((end, log.unflushed_messages()), (9, 0));
+    }
+
+    #[test]
+    fn after_a_failed_fsync_the_log_refuses_appends_and_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        append(&mut log, 1);
+        log.mark_sync_failed();
+        let batch = sample_batch(1);
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert!(log.append(&batch, &header, 0).is_err());
+        assert!(log.sync().is_err());
+        assert!(log.sync_handle().is_err());
+        assert_eq!(log.next_offset(), 1, "nothing appended after the failure");
     }
 
     #[test]

@@ -5,9 +5,14 @@
 //!
 //! ```text
 //! meta.properties                     cluster.id, node.id
+//! producer_ids                        the next producer id to hand out
+//! group-offsets/                      committed offsets, as a log
 //! <topic>-<partition>/
 //!     partition.metadata              the topic id
-//!     00000000000000000000.log        record batches, as produced
+//!     00000000000000000000.log        record batches, as produced; one
+//!     00000000000000004096.log        file per segment, named by base offset
+//!     log-start-offset                set by retention and DeleteRecords
+//!     topic.config                    the topic's configs (partition 0 only)
 //! ```
 
 pub mod catalog;
