@@ -13,6 +13,7 @@ use common::*;
 use minikafka::protocol::ErrorCode;
 use minikafka::protocol::messages::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
 use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+use minikafka::protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use minikafka::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use minikafka::protocol::messages::{Request, Response};
 use minikafka::protocol::record_batch::Compression;
@@ -200,6 +201,26 @@ async fn delete_records_moves_the_start_and_it_survives_a_restart() {
         ),
         (0, 15)
     );
+    // A lookup by time skips the deleted records of the batch holding the
+    // new start (10-19).
+    {
+        let request = Request::ListOffsets(ListOffsetsRequest {
+            topics: vec![ListOffsetsTopic {
+                name: "trimmed".into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition_index: 0,
+                    timestamp: 0,
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        });
+        let Response::ListOffsets(r) = client.call(request, 7).await else {
+            panic!()
+        };
+        let answer = &r.topics[0].partitions[0];
+        assert_eq!((answer.error_code, answer.offset), (0, 15));
+    }
     broker.shutdown().await;
 
     let broker = start(config(dir.path(), 1)).await;

@@ -69,53 +69,69 @@ fn list(partition: &Partition, version: i16, asked: &ListOffsetsPartition) -> Li
         EARLIEST_LOCAL_TIMESTAMP if version >= 8 => found(index, -1, log.log_start_offset()),
         // No tiered storage: nothing is tiered, and Kafka answers -1.
         LATEST_TIERED_TIMESTAMP if version >= 9 => found(index, -1, -1),
+        // Records before the log start (DeleteRecords can put it inside a
+        // batch) are gone for clients: never an answer.
         MAX_TIMESTAMP if version >= 7 => {
-            let batch = log.batch_with_max_timestamp();
+            let (batch, start) = (log.batch_with_max_timestamp(), log.log_start_offset());
             drop(log);
-            record_at(index, batch, |records| {
-                records.iter().fold(None::<(i64, i64)>, |best, r| match best {
+            let records = match records_of(index, batch) {
+                Ok(Some(records)) => records,
+                Ok(None) => return found(index, -1, -1),
+                Err(response) => return response,
+            };
+            let best = records
+                .iter()
+                .filter(|r| r.offset >= start)
+                .fold(None::<(i64, i64)>, |best, r| match best {
                     Some((ts, _)) if ts >= r.timestamp => best,
                     _ => Some((r.timestamp, r.offset)),
-                })
-            })
+                });
+            best.map_or_else(|| found(index, -1, -1), |(ts, offset)| found(index, ts, offset))
         }
         target if target >= 0 => {
-            let batch = log.batch_at_timestamp(target);
             drop(log);
-            record_at(index, batch, |records| {
-                records
-                    .iter()
-                    .find(|r| r.timestamp >= target)
-                    .map(|r| (r.timestamp, r.offset))
-            })
+            let mut from = 0;
+            loop {
+                let (batch, start) = {
+                    let log = partition.log();
+                    (log.batch_at_timestamp(target, from), log.log_start_offset())
+                };
+                let records = match records_of(index, batch) {
+                    Ok(Some(records)) => records,
+                    Ok(None) => return found(index, -1, -1),
+                    Err(response) => return response,
+                };
+                if let Some(r) = records.iter().find(|r| r.offset >= start && r.timestamp >= target) {
+                    return found(index, r.timestamp, r.offset);
+                }
+                // Every match in this batch was before the log start.
+                from = records.last().map_or(i64::MAX, |r| r.offset + 1);
+            }
         }
         _ => failed(index, ErrorCode::InvalidRequest),
     }
 }
 
-/// Finds a record inside one stored batch: the only place the broker reads
-/// individual records, and only for a timestamp lookup.
-fn record_at(
+/// The records of one stored batch: the only place the broker reads
+/// individual records, and only for a timestamp lookup. An error is the
+/// partition's answer.
+fn records_of(
     index: i32,
     batch: std::io::Result<Option<bytes::Bytes>>,
-    pick: impl Fn(&[crate::protocol::records::Record]) -> Option<(i64, i64)>,
-) -> ListOffsetsPartitionResponse {
+) -> Result<Option<Vec<crate::protocol::records::Record>>, ListOffsetsPartitionResponse> {
     let batch = match batch {
         Ok(Some(batch)) => batch,
-        Ok(None) => return found(index, -1, -1),
+        Ok(None) => return Ok(None),
         Err(e) => {
             tracing::error!(partition = index, error = %e, "reading the log failed");
-            return failed(index, ErrorCode::KafkaStorageError);
+            return Err(failed(index, ErrorCode::KafkaStorageError));
         }
     };
     match decode_batch(&batch) {
-        Ok(records) => match pick(&records) {
-            Some((timestamp, offset)) => found(index, timestamp, offset),
-            None => found(index, -1, -1),
-        },
+        Ok(records) => Ok(Some(records)),
         Err(e) => {
             tracing::error!(partition = index, error = %e, "a stored batch does not decode");
-            failed(index, ErrorCode::CorruptMessage)
+            Err(failed(index, ErrorCode::CorruptMessage))
         }
     }
 }

@@ -357,14 +357,16 @@ impl PartitionLog {
         segment.size - segment.batches[first].position + rest
     }
 
-    /// The first batch whose largest timestamp is at least `timestamp`: the
+    /// The first batch, among those ending at or after `from_offset` (and
+    /// the log start), whose largest timestamp is at least `timestamp`: the
     /// one that holds the first record at or after that time.
-    pub fn batch_at_timestamp(&self, timestamp: i64) -> io::Result<Option<Bytes>> {
+    pub fn batch_at_timestamp(&self, timestamp: i64, from_offset: i64) -> io::Result<Option<Bytes>> {
+        let from_offset = from_offset.max(self.log_start_offset);
         for segment in &self.segments {
             if let Some(b) = segment
                 .batches
                 .iter()
-                .find(|b| b.max_timestamp >= timestamp && b.last_offset >= self.log_start_offset)
+                .find(|b| b.max_timestamp >= timestamp && b.last_offset >= from_offset)
             {
                 return segment.read_batch(b).map(Some);
             }
