@@ -281,7 +281,11 @@ async fn topic_configs_take_effect_log_append_time_and_max_message_bytes() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Timestamp;
     let dir = tempfile::tempdir().unwrap();
-    let broker = start(config(dir.path(), 1)).await;
+    let broker = start(minikafka::BrokerConfig {
+        retention_ms: 86_400_000,
+        ..config(dir.path(), 1)
+    })
+    .await;
     let bootstrap = broker.bootstrap();
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
@@ -321,14 +325,15 @@ async fn topic_configs_take_effect_log_append_time_and_max_message_bytes() {
         small.get("max.message.bytes").and_then(|e| e.value.as_deref()),
         Some("300")
     );
-    // Every config is listed, defaults included, as tools expect.
+    // Every config is listed, defaults included (the broker's, from its
+    // flags), as tools expect.
     assert_eq!(
         small.get("cleanup.policy").and_then(|e| e.value.as_deref()),
         Some("delete")
     );
     assert_eq!(
         small.get("retention.ms").and_then(|e| e.value.as_deref()),
-        Some("604800000")
+        Some("86400000")
     );
     assert!(small.get("retention.ms").is_some_and(|e| e.is_default));
 

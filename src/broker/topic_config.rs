@@ -96,22 +96,22 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "retention.bytes",
         config_type: TYPE_LONG,
-        doc: "the size a partition's log may keep; -1 for no limit (applied once segments exist)",
-        default: |_| "-1".into(),
+        doc: "the size a partition's log may keep, in whole segments; -1 for no limit",
+        default: |broker| broker.retention_bytes.to_string(),
         check: |v| long_at_least(-1)(v),
     },
     ConfigDef {
         name: "retention.ms",
         config_type: TYPE_LONG,
-        doc: "how long records are kept; -1 for ever (applied once segments exist)",
-        default: |_| "604800000".into(),
+        doc: "how long records are kept, in whole segments; -1 for ever",
+        default: |broker| broker.retention_ms.to_string(),
         check: |v| long_at_least(-1)(v),
     },
     ConfigDef {
         name: "segment.bytes",
         config_type: TYPE_INT,
-        doc: "segment file size (applied once segments exist)",
-        default: |_| "1073741824".into(),
+        doc: "segment file size",
+        default: |broker| broker.segment_bytes.to_string(),
         check: |v| long_at_least(14)(v),
     },
 ];
