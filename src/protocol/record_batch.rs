@@ -115,6 +115,12 @@ impl BatchHeader {
         self.attributes & 0x10 != 0
     }
 
+    /// The timestamp type bit: LogAppendTime, whose one timestamp (the
+    /// batch's max_timestamp, set by the broker) is every record's.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & 0x08 != 0
+    }
+
     pub fn is_control(&self) -> bool {
         self.attributes & 0x20 != 0
     }

@@ -286,7 +286,13 @@ fn record<'a>(input: &'a [u8], header: &BatchHeader) -> PResult<'a, Record> {
         headers.push((key, value));
         body = next;
     }
-    let timestamp = header.base_timestamp + timestamp_delta;
+    // As clients read it: in a LogAppendTime batch the broker's time, not
+    // the producer's deltas, is each record's timestamp.
+    let timestamp = if header.is_log_append_time() {
+        header.max_timestamp
+    } else {
+        header.base_timestamp + timestamp_delta
+    };
     Ok((
         after,
         Record {
@@ -329,6 +335,23 @@ mod tests {
             assert_eq!(BatchHeader::parse(&batch).unwrap().compression(), Some(compression));
             assert_eq!(decode_batch(&batch).unwrap(), sent, "{compression:?}");
         }
+    }
+
+    #[test]
+    fn log_append_time_batches_give_every_record_the_batch_time() {
+        let mut builder = RecordBatchBuilder::new(1000);
+        for i in 0..3 {
+            builder.push(Record {
+                timestamp: 1000 + i,
+                ..Record::default()
+            });
+        }
+        let mut batch = builder.build(Compression::None).unwrap().to_vec();
+        // What the broker does to a batch for a LogAppendTime topic.
+        batch[22] |= 0x08;
+        batch[35..43].copy_from_slice(&5000i64.to_be_bytes());
+        let timestamps: Vec<i64> = decode_batch(&batch).unwrap().iter().map(|r| r.timestamp).collect();
+        assert_eq!(timestamps, [5000, 5000, 5000]);
     }
 
     #[test]
