@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::ClientError;
 use crate::protocol::messages::api_versions::{ApiVersionsRequest, ApiVersionsResponse};
 use crate::protocol::messages::{Request, Response, response_header_is_flexible};
-use crate::protocol::{ApiKey, ErrorCode, RequestHeader, ResponseHeader, SUPPORTED_APIS};
+use crate::protocol::{ApiKey, ErrorCode, ResponseHeader, SUPPORTED_APIS};
 
 /// Largest response frame a client accepts (a fetch is bounded by its own
 /// max_bytes; this only stops a corrupt size from allocating gigabytes).
@@ -109,18 +109,7 @@ impl BrokerConnection {
         let version = self.version(key).ok_or(ClientError::UnsupportedApi(key))?;
         self.correlation_id = self.correlation_id.wrapping_add(1);
         let correlation_id = self.correlation_id;
-        let mut frame = BytesMut::with_capacity(256);
-        frame.put_i32(0);
-        RequestHeader {
-            api_key: key as i16,
-            api_version: version,
-            correlation_id,
-            client_id: Some(self.client_id.clone()),
-        }
-        .encode(&mut frame, key.spec().is_flexible(version));
-        request.encode(version, &mut frame);
-        let size = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let frame = request.encode_frame(version, correlation_id, &self.client_id);
 
         let timeout = self.timeout;
         let body = tokio::time::timeout(timeout, self.exchange(&frame))

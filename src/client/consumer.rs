@@ -142,12 +142,7 @@ impl Consumer {
         if answer.error_code != 0 {
             return Err(ClientError::broker(answer.error_code));
         }
-        Ok(answer
-            .old_style_offsets
-            .first()
-            .copied()
-            .filter(|_| answer.offset < 0)
-            .unwrap_or(answer.offset))
+        Ok(answer.answered_offset())
     }
 
     /// Whether every partition has been read up to its high watermark.

@@ -230,12 +230,7 @@ async fn log_end_offset(cluster: &mut Cluster, topic: &str, partition: i32) -> R
     if answer.error_code != 0 {
         return Err(ClientError::broker(answer.error_code));
     }
-    Ok(answer
-        .old_style_offsets
-        .first()
-        .copied()
-        .filter(|_| answer.offset < 0)
-        .unwrap_or(answer.offset))
+    Ok(answer.answered_offset())
 }
 
 /// Deletes an empty group and its committed offsets.

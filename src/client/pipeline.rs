@@ -4,14 +4,14 @@
 
 use std::collections::VecDeque;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{BrokerConnection, ClientError};
 use crate::protocol::messages::{Request, Response, response_header_is_flexible};
-use crate::protocol::{ApiKey, RequestHeader, ResponseHeader};
+use crate::protocol::{ApiKey, ResponseHeader};
 
 /// Requests queued for writing on one connection.
 const QUEUED_REQUESTS_MAX: usize = 64;
@@ -75,18 +75,7 @@ impl PipelinedConnection {
             return answer;
         };
         let correlation_id = self.correlation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut frame = BytesMut::with_capacity(1024);
-        frame.put_i32(0);
-        RequestHeader {
-            api_key: key as i16,
-            api_version: version,
-            correlation_id,
-            client_id: Some(self.client_id.clone()),
-        }
-        .encode(&mut frame, key.spec().is_flexible(version));
-        request.encode(version, &mut frame);
-        let size = (frame.len() - 4) as i32;
-        frame[..4].copy_from_slice(&size.to_be_bytes());
+        let frame = request.encode_frame(version, correlation_id, &self.client_id);
         let awaiting = expects_response.then_some(Awaiting {
             correlation_id,
             key,

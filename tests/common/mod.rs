@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use minikafka::protocol::messages::{Request, Response, response_header_is_flexible};
 use minikafka::protocol::records::{Record, decode_batch};
 use minikafka::protocol::{ApiKey, RequestHeader, ResponseHeader};
@@ -108,20 +108,7 @@ impl RawClient {
 
     /// Encodes a request frame (size, header, body).
     pub fn frame(request: &Request, version: i16, correlation_id: i32) -> Vec<u8> {
-        let key = request.api_key();
-        let mut body = BytesMut::new();
-        RequestHeader {
-            api_key: key as i16,
-            api_version: version,
-            correlation_id,
-            client_id: Some("minikafka-test".into()),
-        }
-        .encode(&mut body, key.spec().is_flexible(version));
-        request.encode(version, &mut body);
-        let mut frame = Vec::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        frame
+        request.encode_frame(version, correlation_id, "minikafka-test").to_vec()
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {

@@ -61,3 +61,15 @@ message! {
         leader_epoch: i32 = -1 => 4..,
     }
 }
+
+impl ListOffsetsPartitionResponse {
+    /// The offset answered, whichever version's field carries it (v0 puts
+    /// it in `old_style_offsets`).
+    pub fn answered_offset(&self) -> i64 {
+        self.old_style_offsets
+            .first()
+            .copied()
+            .filter(|_| self.offset < 0)
+            .unwrap_or(self.offset)
+    }
+}

@@ -156,6 +156,27 @@ apis! {
     OffsetDelete => OffsetDeleteRequest, OffsetDeleteResponse;
 }
 
+impl Request {
+    /// A whole request frame (size, header, body) at `version`, as clients
+    /// send it.
+    pub fn encode_frame(&self, version: i16, correlation_id: i32, client_id: &str) -> bytes::BytesMut {
+        let key = self.api_key();
+        let mut frame = bytes::BytesMut::with_capacity(256);
+        frame.put_i32(0);
+        super::RequestHeader {
+            api_key: key as i16,
+            api_version: version,
+            correlation_id,
+            client_id: Some(client_id.to_string()),
+        }
+        .encode(&mut frame, key.spec().is_flexible(version));
+        self.encode(version, &mut frame);
+        let size = (frame.len() - 4) as i32;
+        frame[..4].copy_from_slice(&size.to_be_bytes());
+        frame
+    }
+}
+
 /// Whether a response to `key` uses the flexible response header (v1) at
 /// `version`. ApiVersions never does (KIP-511): a client that sent a version
 /// the broker does not know must still be able to read the answer.
