@@ -274,6 +274,144 @@ async fn kafka_python_describes_and_alters_topic_configs_which_survive_a_restart
     broker.shutdown().await;
 }
 
+/// Dynamic broker configs through kafka-python: set on broker "0", they
+/// become the default of every topic that does not set its own, read-only
+/// settings are refused with INVALID_REQUEST as Kafka does, and both
+/// survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_alters_broker_configs_which_topics_inherit_and_which_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "inherits", "1"]).await["error"],
+        Value::Null
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["create", "own-retention", "1", "1", "retention.ms=1000"]).await["error"],
+        Value::Null
+    );
+    let altered = kp_admin(&bootstrap, &["alter-broker-configs", "0", "log.retention.ms=3600000"]).await;
+    assert_eq!(altered["error"], Value::Null, "{altered}");
+
+    let described = kp_admin(&bootstrap, &["describe-broker-configs", "0"]).await;
+    let retention = &described["configs"]["log.retention.ms"];
+    assert_eq!(retention["value"], "3600000", "{described}");
+    assert_eq!(retention["source"], "DYNAMIC_BROKER_CONFIG");
+    assert_eq!(retention["read_only"], false);
+    assert_eq!(described["configs"]["num.partitions"]["read_only"], true);
+
+    // kafka-python's default filter keeps modified configs, and an
+    // inherited dynamic value is one.
+    let inherited = kp_admin(&bootstrap, &["describe-configs", "inherits"]).await;
+    assert_eq!(inherited["configs"]["retention.ms"], "3600000", "{inherited}");
+    let own = kp_admin(&bootstrap, &["describe-configs", "own-retention"]).await;
+    assert_eq!(own["configs"]["retention.ms"], "1000", "a topic's own config wins");
+
+    let refused = kp_admin(&bootstrap, &["alter-broker-configs", "0", "num.partitions=3"]).await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("InvalidRequestError")),
+        "{refused}"
+    );
+    let refused = kp_admin(&bootstrap, &["alter-broker-configs", "0", "log.retention.ms=-5"]).await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("InvalidRequestError")),
+        "{refused}"
+    );
+    broker.shutdown().await;
+
+    let broker = start(config(dir.path(), 1)).await;
+    let inherited = kp_admin(&broker.bootstrap(), &["describe-configs", "inherits"]).await;
+    assert_eq!(
+        inherited["configs"]["retention.ms"], "3600000",
+        "dynamic broker configs survive a restart"
+    );
+    broker.shutdown().await;
+}
+
+/// librdkafka sets message.max.bytes on the broker: producers to a topic
+/// without max.message.bytes of its own then get MESSAGE_TOO_LARGE above
+/// it, and DescribeConfigs shows where each value comes from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdkafka_sets_a_broker_message_max_bytes_that_produce_enforces() {
+    use rdkafka::admin::{AlterConfig, ConfigSource, ResourceSpecifier};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new();
+    let created = admin
+        .create_topics(&[NewTopic::new("capped", 1, TopicReplication::Fixed(1))], &options)
+        .await
+        .unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("message.timeout.ms", "5000")
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let big = "x".repeat(1000);
+    let send_big = || {
+        producer.send(
+            rdkafka::producer::FutureRecord::to("capped").payload(&big).key("k"),
+            DEADLINE,
+        )
+    };
+    let delivered = send_big().await.map_err(|(e, _)| e).unwrap();
+    assert_eq!(
+        (delivered.partition, delivered.offset),
+        (0, 0),
+        "accepted under the flag's 1 MiB"
+    );
+
+    let altered = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Broker(0)).set("message.max.bytes", "300")],
+            &options,
+        )
+        .await
+        .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+    let code = send_big().await.err().map(|(e, _)| e.rdkafka_error_code());
+    assert_eq!(code, Some(Some(RDKafkaErrorCode::MessageSizeTooLarge)));
+
+    let described = admin
+        .describe_configs(
+            &[ResourceSpecifier::Broker(0), ResourceSpecifier::Topic("capped")],
+            &options,
+        )
+        .await
+        .unwrap();
+    let broker_configs = described[0].as_ref().unwrap();
+    let entry = broker_configs.get("message.max.bytes").unwrap();
+    assert_eq!(entry.value.as_deref(), Some("300"));
+    assert!(matches!(entry.source, ConfigSource::DynamicBroker), "{entry:?}");
+    assert!(!entry.is_read_only);
+    let topic_configs = described[1].as_ref().unwrap();
+    let entry = topic_configs.get("max.message.bytes").unwrap();
+    assert_eq!(entry.value.as_deref(), Some("300"));
+    assert!(matches!(entry.source, ConfigSource::DynamicBroker), "{entry:?}");
+    assert!(!entry.is_default);
+
+    // AlterConfigs replaces the broker's set: an empty set takes the cap away.
+    let altered = admin
+        .alter_configs(&[AlterConfig::new(ResourceSpecifier::Broker(0))], &options)
+        .await
+        .unwrap();
+    assert!(altered[0].is_ok(), "{altered:?}");
+    assert_eq!(send_big().await.map_err(|(e, _)| e).unwrap().offset, 1);
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_configs_take_effect_log_append_time_and_max_message_bytes() {
     use rdkafka::Message;
@@ -483,5 +621,133 @@ async fn the_topics_cli_creates_describes_alters_lists_and_deletes() {
     assert!(ok);
     let (_, listed, _) = run(cli(&["list"])).await;
     assert!(!listed.contains("cli-topic"));
+    broker.shutdown().await;
+}
+
+/// The cluster-wide default (broker ""), what each level describes, the
+/// incremental operations and the refusals, byte by byte.
+#[tokio::test]
+async fn cluster_wide_broker_configs_sit_under_the_broker_s_own() {
+    use minikafka::protocol::messages::configs::*;
+    use minikafka::protocol::messages::{Request, Response};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    broker.broker().get_or_create_topic("layered", 1).unwrap();
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let set = |name: &str, value: Option<&str>, op: i8| IncrementalAlterableConfig {
+        name: name.into(),
+        config_operation: op,
+        value: value.map(Into::into),
+    };
+    let mut alter = async |resource_name: &str, configs: Vec<IncrementalAlterableConfig>| {
+        let request = IncrementalAlterConfigsRequest {
+            resources: vec![IncrementalAlterConfigsResource {
+                resource_type: RESOURCE_BROKER,
+                resource_name: resource_name.into(),
+                configs,
+            }],
+            validate_only: false,
+        };
+        let Response::IncrementalAlterConfigs(r) = client.call(Request::IncrementalAlterConfigs(request), 1).await
+        else {
+            panic!()
+        };
+        r.responses[0].error_code
+    };
+    assert_eq!(alter("", vec![set("log.retention.ms", Some("2000"), 0)]).await, 0);
+    assert_eq!(alter("0", vec![set("log.retention.ms", Some("1000"), 0)]).await, 0);
+    assert_eq!(
+        alter("0", vec![set("log.cleanup.policy", Some("delete"), 2)]).await,
+        0,
+        "append to a list"
+    );
+    assert_eq!(alter("0", vec![set("log.segment.bytes", Some("x"), 0)]).await, 42);
+    assert_eq!(
+        alter("0", vec![set("auto.create.topics.enable", Some("false"), 0)]).await,
+        42
+    );
+    assert_eq!(
+        alter("0", vec![set("log.retention.ms", None, 0)]).await,
+        42,
+        "null value"
+    );
+    assert_eq!(
+        alter("1", vec![set("log.retention.ms", Some("5"), 0)]).await,
+        42,
+        "another node"
+    );
+    assert_eq!(
+        alter("0", vec![set("log.retention.ms", Some("5"), 9)]).await,
+        42,
+        "no such operation"
+    );
+
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let mut describe = async |resource_type: i8, resource_name: &str, key: &str| {
+        let request = DescribeConfigsRequest {
+            resources: vec![DescribeConfigsResource {
+                resource_type,
+                resource_name: resource_name.into(),
+                configuration_keys: Some(vec![key.into()]),
+            }],
+            include_synonyms: true,
+            include_documentation: false,
+        };
+        let Response::DescribeConfigs(r) = client.call(Request::DescribeConfigs(request), 4).await else {
+            panic!()
+        };
+        let entry = r.results[0].configs.first().cloned();
+        entry.map(|e| {
+            let synonyms: Vec<(String, i8)> = e
+                .synonyms
+                .iter()
+                .map(|s| (s.value.clone().unwrap(), s.source))
+                .collect();
+            (e.value.unwrap(), e.config_source, synonyms)
+        })
+    };
+    let (value, source, synonyms) = describe(RESOURCE_TOPIC, "layered", "retention.ms").await.unwrap();
+    assert_eq!((value.as_str(), source), ("1000", 2), "this broker's value wins");
+    let expected: Vec<(String, i8)> = vec![("1000".into(), 2), ("2000".into(), 3), ("604800000".into(), 5)];
+    assert_eq!(synonyms, expected, "every level, most specific first");
+    let (value, source, _) = describe(RESOURCE_BROKER, "", "log.retention.ms").await.unwrap();
+    assert_eq!((value.as_str(), source), ("2000", 3));
+    assert_eq!(
+        describe(RESOURCE_BROKER, "", "log.segment.bytes").await,
+        None,
+        "the cluster level lists only what is set there"
+    );
+    let (value, source, _) = describe(RESOURCE_BROKER, "0", "log.cleanup.policy").await.unwrap();
+    assert_eq!((value.as_str(), source), ("delete", 2));
+
+    // Deleting this broker's value uncovers the cluster-wide one.
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let request = IncrementalAlterConfigsRequest {
+        resources: vec![IncrementalAlterConfigsResource {
+            resource_type: RESOURCE_BROKER,
+            resource_name: "0".into(),
+            configs: vec![set("log.retention.ms", None, 1)],
+        }],
+        validate_only: false,
+    };
+    let Response::IncrementalAlterConfigs(r) = client.call(Request::IncrementalAlterConfigs(request), 1).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].error_code, 0);
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let request = DescribeConfigsRequest {
+        resources: vec![DescribeConfigsResource {
+            resource_type: RESOURCE_TOPIC,
+            resource_name: "layered".into(),
+            configuration_keys: Some(vec!["retention.ms".into()]),
+        }],
+        include_synonyms: false,
+        include_documentation: false,
+    };
+    let Response::DescribeConfigs(r) = client.call(Request::DescribeConfigs(request), 4).await else {
+        panic!()
+    };
+    let entry = &r.results[0].configs[0];
+    assert_eq!((entry.value.as_deref(), entry.config_source), (Some("2000"), 3));
     broker.shutdown().await;
 }

@@ -2,6 +2,7 @@
 //! No sockets here; `server` feeds it.
 
 mod api_versions;
+pub mod broker_config;
 mod configs;
 pub mod coordinator;
 mod delete_records;
@@ -29,7 +30,7 @@ use crate::protocol::messages::{Request, Response};
 use crate::protocol::{ErrorCode, RequestHeader};
 use crate::storage::offsets::OffsetStore;
 use crate::storage::producer_ids::ProducerIdAllocator;
-use crate::storage::{Catalog, StorageError};
+use crate::storage::{BrokerConfigScope, Catalog, StorageError};
 
 /// The leader epoch of every partition. One node never changes leader, so the
 /// epoch never moves; Metadata reports it and batches are stamped with it.
@@ -69,6 +70,8 @@ pub struct Broker {
     pub(crate) coordinator: coordinator::Coordinator,
     /// Committed offsets, durable in their own log.
     offsets: Mutex<OffsetStore>,
+    /// Dynamic broker configs (AlterConfigs on the broker), over the flags.
+    dynamic: RwLock<broker_config::DynamicConfigs>,
 }
 
 pub(crate) struct IssuedProducers {
@@ -173,10 +176,11 @@ impl Broker {
             None => OffsetStore::in_memory(),
         };
         let coordinator = coordinator::Coordinator::new(config.groups.clone());
-        for topic in topics.values() {
-            topic.apply_segment_bytes(config.segment_bytes);
-        }
-        Ok(Broker {
+        let dynamic = broker_config::DynamicConfigs {
+            broker: catalog.read_broker_configs(BrokerConfigScope::Broker)?,
+            cluster_default: catalog.read_broker_configs(BrokerConfigScope::ClusterDefault)?,
+        };
+        let broker = Broker {
             config,
             advertised,
             catalog,
@@ -189,7 +193,64 @@ impl Broker {
             }),
             coordinator,
             offsets: Mutex::new(offsets),
+            dynamic: RwLock::new(dynamic),
+        };
+        for topic in broker.topics() {
+            broker.apply_segment_bytes(&topic);
+        }
+        Ok(broker)
+    }
+
+    /// The dynamic broker configs in force (a copy: they are small).
+    pub fn dynamic_configs(&self) -> broker_config::DynamicConfigs {
+        self.dynamic.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The value of a topic config in force for `topic`: its own, else the
+    /// broker's default for it (dynamic, else the flag).
+    pub fn topic_config_value(&self, topic: &Topic, def: &topic_config::ConfigDef) -> String {
+        topic.config(def.name).unwrap_or_else(|| {
+            self.dynamic
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .topic_default(def, &self.config)
+                .value
         })
+    }
+
+    /// A numeric topic config in force for `topic` (`None` only if a stored
+    /// value does not parse, which the checks on every write prevent).
+    pub fn topic_number(&self, topic: &Topic, name: &str) -> Option<i64> {
+        let def = topic_config::find(name)?;
+        self.topic_config_value(topic, def).trim().parse().ok()
+    }
+
+    /// Gives every partition of `topic` the segment size in force.
+    fn apply_segment_bytes(&self, topic: &Topic) {
+        let bytes = self
+            .topic_number(topic, "segment.bytes")
+            .map_or(self.config.segment_bytes, |b| b.max(0) as u64);
+        topic.set_segment_bytes(bytes);
+    }
+
+    /// Replaces the dynamic broker configs of `scope`, on disk first, and
+    /// applies them to every topic that does not set its own.
+    pub fn set_broker_configs(
+        &self,
+        scope: BrokerConfigScope,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        self.catalog.write_broker_configs(scope, &configs)?;
+        *self
+            .dynamic
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .scope_mut(scope) = configs;
+        for topic in self.topics() {
+            self.apply_segment_bytes(&topic);
+        }
+        tracing::info!(?scope, "dynamic broker configs changed");
+        Ok(())
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -248,7 +309,7 @@ impl Broker {
             configs: RwLock::default(),
             partitions,
         });
-        topic.apply_segment_bytes(self.config.segment_bytes);
+        self.apply_segment_bytes(&topic);
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, topic_id = %id, partitions = partition_count, "created topic");
         Ok(topic)
@@ -297,7 +358,7 @@ impl Broker {
             configs: RwLock::new(configs),
             partitions,
         });
-        topic.apply_segment_bytes(self.config.segment_bytes);
+        self.apply_segment_bytes(&topic);
         topics.insert(name.to_string(), topic.clone());
         tracing::info!(topic = name, topic_id = %id, partitions = partition_count, "created topic");
         Ok(Some(topic))
@@ -311,7 +372,7 @@ impl Broker {
             .write_topic_configs(name, &configs)
             .map_err(AdminError::Storage)?;
         *topic.configs.write().unwrap_or_else(PoisonError::into_inner) = configs;
-        topic.apply_segment_bytes(self.config.segment_bytes);
+        self.apply_segment_bytes(&topic);
         Ok(())
     }
 
@@ -365,7 +426,7 @@ impl Broker {
             }),
         );
         if let Some(topic) = topics.get(name) {
-            topic.apply_segment_bytes(self.config.segment_bytes);
+            self.apply_segment_bytes(topic);
         }
         tracing::info!(topic = name, from = current, to = count, "added partitions");
         Ok(())
@@ -424,10 +485,12 @@ impl Broker {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             for topic in self.topics() {
-                let number =
-                    |name: &str, default: i64| topic.config(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-                let retention_ms = number("retention.ms", self.config.retention_ms);
-                let retention_bytes = number("retention.bytes", self.config.retention_bytes);
+                let retention_ms = self
+                    .topic_number(&topic, "retention.ms")
+                    .unwrap_or(self.config.retention_ms);
+                let retention_bytes = self
+                    .topic_number(&topic, "retention.bytes")
+                    .unwrap_or(self.config.retention_bytes);
                 for partition in &topic.partitions {
                     match partition.log().apply_retention(now, retention_ms, retention_bytes) {
                         Ok(0) => {}

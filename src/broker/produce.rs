@@ -3,7 +3,7 @@
 //! Each partition succeeds or fails on its own; one bad batch never costs
 //! the others in the same request.
 
-use crate::broker::{Broker, LEADER_EPOCH};
+use crate::broker::{Broker, LEADER_EPOCH, topic_config};
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::produce::{
     PartitionProduceData, PartitionProduceResponse, ProduceRequest, ProduceResponse, TopicProduceResponse,
@@ -139,7 +139,9 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
             format!("{topic_name} has no partition {}", data.index),
         );
     };
-    let max_bytes = topic.max_message_bytes().unwrap_or(broker.config().message_max_bytes);
+    let max_bytes = broker
+        .topic_number(&topic, "max.message.bytes")
+        .map_or(broker.config().message_max_bytes, |b| b.max(0) as usize);
     let header = match validate_produced_batch(data.records.as_ref(), version, max_bytes) {
         Ok(header) => header,
         Err(e) => {
@@ -158,7 +160,9 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
     // LogAppendTime topics: the broker's clock becomes the batch's time, the
     // one case where the stored batch differs from what was sent (the CRC
     // covers the timestamp, so it is computed again), as in Kafka.
-    let (stamped, append_time) = if topic.log_append_time() {
+    let log_append_time = topic_config::find("message.timestamp.type")
+        .is_some_and(|def| broker.topic_config_value(&topic, def).trim() == "LogAppendTime");
+    let (stamped, append_time) = if log_append_time {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);

@@ -80,26 +80,11 @@ impl Topic {
             .cloned()
     }
 
-    /// Sets every partition's segment size: the topic's segment.bytes, or
-    /// the broker's default.
-    pub fn apply_segment_bytes(&self, broker_default: u64) {
-        let bytes = self
-            .config("segment.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(broker_default);
+    /// Sets every partition's segment size (`segment.bytes` in force).
+    pub fn set_segment_bytes(&self, bytes: u64) {
         for partition in &self.partitions {
             partition.log().set_segment_bytes(bytes);
         }
-    }
-
-    /// The topic's max.message.bytes, if set.
-    pub fn max_message_bytes(&self) -> Option<usize> {
-        self.config("max.message.bytes").and_then(|v| v.parse().ok())
-    }
-
-    /// Whether the broker stamps batches with its own time.
-    pub fn log_append_time(&self) -> bool {
-        self.config("message.timestamp.type").as_deref() == Some("LogAppendTime")
     }
 
     pub fn partition(&self, index: i32) -> Option<&Partition> {

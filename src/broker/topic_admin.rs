@@ -101,7 +101,7 @@ pub fn create_topics(broker: &Broker, version: i16, request: &CreateTopicsReques
                     result.num_partitions = partitions;
                     result.replication_factor = 1;
                     result.configs = Some(
-                        super::configs::described_topic(broker, &configs, None, false, 0)
+                        super::configs::described_topic(broker, &configs, None, super::configs::DescribeOptions::PLAIN)
                             .into_iter()
                             .map(|c| CreatableTopicConfigs {
                                 name: c.name,

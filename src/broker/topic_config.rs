@@ -12,10 +12,13 @@ use crate::config::BrokerConfig;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
-const TYPE_LIST: i8 = 7;
+pub const TYPE_LIST: i8 = 7;
 
 pub struct ConfigDef {
     pub name: &'static str,
+    /// The broker config that gives the default (Kafka's synonym): a
+    /// dynamic broker config when set, else the broker's flag.
+    pub broker_name: &'static str,
     pub config_type: i8,
     pub doc: &'static str,
     default: fn(&BrokerConfig) -> String,
@@ -39,6 +42,7 @@ fn long_at_least(min: i64) -> impl Fn(&str) -> Result<(), String> {
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef {
         name: "cleanup.policy",
+        broker_name: "log.cleanup.policy",
         config_type: TYPE_LIST,
         doc: "delete: whole segments past the retention limits are removed (compact is not supported yet)",
         default: |_| "delete".into(),
@@ -52,6 +56,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "compression.type",
+        broker_name: "compression.type",
         config_type: TYPE_STRING,
         doc: "producer: batches are kept as the producer compressed them",
         default: |_| "producer".into(),
@@ -65,6 +70,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "max.message.bytes",
+        broker_name: "message.max.bytes",
         config_type: TYPE_INT,
         doc: "the largest record batch accepted (MESSAGE_TOO_LARGE above it)",
         default: |broker| broker.message_max_bytes.to_string(),
@@ -72,6 +78,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "message.timestamp.type",
+        broker_name: "log.message.timestamp.type",
         config_type: TYPE_STRING,
         doc: "CreateTime keeps the producer's timestamps; LogAppendTime sets the broker's time on every batch",
         default: |_| "CreateTime".into(),
@@ -82,6 +89,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "min.insync.replicas",
+        broker_name: "min.insync.replicas",
         config_type: TYPE_INT,
         doc: "one node: every write is on its only replica",
         default: |_| "1".into(),
@@ -95,6 +103,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "retention.bytes",
+        broker_name: "log.retention.bytes",
         config_type: TYPE_LONG,
         doc: "the size a partition's log may keep, in whole segments; -1 for no limit",
         default: |broker| broker.retention_bytes.to_string(),
@@ -102,6 +111,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "retention.ms",
+        broker_name: "log.retention.ms",
         config_type: TYPE_LONG,
         doc: "how long records are kept, in whole segments; -1 for ever",
         default: |broker| broker.retention_ms.to_string(),
@@ -109,6 +119,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     },
     ConfigDef {
         name: "segment.bytes",
+        broker_name: "log.segment.bytes",
         config_type: TYPE_INT,
         doc: "segment file size",
         default: |broker| broker.segment_bytes.to_string(),
@@ -118,6 +129,11 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
 
 pub fn find(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|c| c.name == name)
+}
+
+/// The topic config whose default a broker config gives.
+pub fn find_by_broker_name(broker_name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|c| c.broker_name == broker_name)
 }
 
 /// Checks one config; `Err` is the reason for INVALID_CONFIG.

@@ -196,14 +196,14 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         min_version: 0,
         max_version: 4,
         flexible_from: 4,
-        note: "every topic config with value, source and default flag; the broker's flags, read-only",
+        note: "every topic config with value, source and synonyms; the broker's flags (read-only) and dynamic configs",
     },
     ApiSpec {
         key: ApiKey::AlterConfigs,
         min_version: 0,
         max_version: 2,
         flexible_from: 2,
-        note: "topics: the set replaces the topic's configs; persisted",
+        note: "topics and both broker levels: the set replaces the resource's configs; persisted",
     },
     ApiSpec {
         key: ApiKey::CreatePartitions,
@@ -224,7 +224,7 @@ pub const SUPPORTED_APIS: &[ApiSpec] = &[
         min_version: 0,
         max_version: 1,
         flexible_from: 1,
-        note: "set, delete, append, subtract; persisted",
+        note: "set, delete, append, subtract, for topics and dynamic broker configs; persisted",
     },
     ApiSpec {
         key: ApiKey::OffsetDelete,

@@ -15,6 +15,27 @@ use super::{StorageError, write_atomically};
 const META_PROPERTIES: &str = "meta.properties";
 const PARTITION_METADATA: &str = "partition.metadata";
 const TOPIC_CONFIG: &str = "topic.config";
+/// Dynamic broker configs set for this broker (AlterConfigs on broker "0").
+const BROKER_CONFIG: &str = "broker.config";
+/// Dynamic broker configs set cluster-wide (AlterConfigs on broker "").
+const CLUSTER_DEFAULT_CONFIG: &str = "cluster-default.config";
+
+/// Which set of dynamic broker configs: Kafka keeps one per broker and one
+/// cluster-wide default, the per-broker value winning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerConfigScope {
+    Broker,
+    ClusterDefault,
+}
+
+impl BrokerConfigScope {
+    fn file_name(self) -> &'static str {
+        match self {
+            BrokerConfigScope::Broker => BROKER_CONFIG,
+            BrokerConfigScope::ClusterDefault => CLUSTER_DEFAULT_CONFIG,
+        }
+    }
+}
 
 /// A topic as stored: its id and its partitions' logs, in partition order.
 pub struct StoredTopic {
@@ -85,8 +106,26 @@ impl Catalog {
     /// Stores a topic's configs (atomically) next to its first partition.
     pub fn write_topic_configs(&self, name: &str, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
         let Some(root) = &self.root else { return Ok(()) };
-        let text: String = configs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        write_atomically(&root.join(format!("{name}-0")).join(TOPIC_CONFIG), text.as_bytes())
+        write_properties(&root.join(format!("{name}-0")).join(TOPIC_CONFIG), configs)
+    }
+
+    /// The dynamic broker configs stored for `scope` (none in memory or when
+    /// never set).
+    pub fn read_broker_configs(&self, scope: BrokerConfigScope) -> Result<BTreeMap<String, String>, StorageError> {
+        let Some(root) = &self.root else {
+            return Ok(BTreeMap::new());
+        };
+        read_properties_if_present(&root.join(scope.file_name()))
+    }
+
+    /// Stores the dynamic broker configs of `scope` (atomically).
+    pub fn write_broker_configs(
+        &self,
+        scope: BrokerConfigScope,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        let Some(root) = &self.root else { return Ok(()) };
+        write_properties(&root.join(scope.file_name()), configs)
     }
 
     /// Removes a topic's files (partition directories and everything in them).
@@ -168,14 +207,7 @@ impl Catalog {
                 }
                 logs.push(PartitionLog::open(&path)?);
             }
-            let configs = match &self.root {
-                Some(root) => match std::fs::read_to_string(root.join(format!("{name}-0")).join(TOPIC_CONFIG)) {
-                    Ok(text) => parse_properties(&text),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-                    Err(e) => return Err(StorageError::io(root, e)),
-                },
-                None => BTreeMap::new(),
-            };
+            let configs = read_properties_if_present(&root.join(format!("{name}-0")).join(TOPIC_CONFIG))?;
             topics.push(StoredTopic {
                 name,
                 id: first_id,
@@ -205,6 +237,21 @@ fn read_topic_id(path: &Path) -> Result<Uuid, StorageError> {
         .get("topic_id")
         .and_then(|id| Uuid::parse_str(id).ok())
         .ok_or_else(|| StorageError::invalid(path, "no valid topic_id"))
+}
+
+/// Writes `name=value` lines, in name order, atomically.
+fn write_properties(path: &Path, configs: &BTreeMap<String, String>) -> Result<(), StorageError> {
+    let text: String = configs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    write_atomically(path, text.as_bytes())
+}
+
+/// A `name=value` file, or nothing when there is no such file.
+fn read_properties_if_present(path: &Path) -> Result<BTreeMap<String, String>, StorageError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(parse_properties(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(StorageError::io(path, e)),
+    }
 }
 
 fn parse_properties(text: &str) -> BTreeMap<String, String> {

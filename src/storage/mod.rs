@@ -6,6 +6,8 @@
 //! ```text
 //! meta.properties                     cluster.id, node.id
 //! producer_ids                        the next producer id to hand out
+//! broker.config                       dynamic broker configs for this broker
+//! cluster-default.config              dynamic broker configs, cluster-wide
 //! group-offsets/                      committed offsets, as a log
 //! <topic>-<partition>/
 //!     partition.metadata              the topic id
@@ -21,7 +23,7 @@ pub mod offsets;
 pub mod producer_ids;
 pub mod producer_state;
 
-pub use catalog::{Catalog, StoredTopic};
+pub use catalog::{BrokerConfigScope, Catalog, StoredTopic};
 pub use log::{AppendedBatch, PartitionLog};
 
 use std::io;

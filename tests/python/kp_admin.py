@@ -5,6 +5,8 @@ Runs one action and prints one JSON object on stdout:
   create NAME PARTITIONS [REPLICATION [KEY=VALUE ...]]  -> {"error": null | "<ErrorClassName>"}
   describe-configs NAME                 -> {"configs": {name: value, ...}}
   alter-configs NAME KEY=VALUE ...      -> {"error": ...}
+  describe-broker-configs ID            -> {"configs": {name: {"value": ..., "source": ...}}}, every config
+  alter-broker-configs ID KEY=VALUE ... -> {"error": ...}, IncrementalAlterConfigs set operations
   partitions NAME COUNT                 -> {"error": ...}
   delete NAME                           -> {"error": ...}
   list                                  -> {"topics": [...]}
@@ -64,6 +66,24 @@ def main():
                 print(json.dumps({"error": None if outcome == "OK" else str(outcome)}))
             except Exception as e:  # noqa: BLE001
                 print(json.dumps({"error": error_name(e)}))
+        elif args.action == "describe-broker-configs":
+            result = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.BROKER, args.args[0])], config_filter="all"
+            )
+            described = result.get("broker", {}).get(args.args[0], {})
+            print(json.dumps({"configs": {
+                k: {"value": v["value"], "source": v["config_source"], "read_only": v["read_only"]}
+                for k, v in described.items()
+            }}))
+        elif args.action == "alter-broker-configs":
+            configs = dict(kv.split("=", 1) for kv in args.args[1:])
+            # raise_on_unknown=False: let the broker judge read-only configs.
+            result = admin.alter_configs(
+                [ConfigResource(ConfigResourceType.BROKER, args.args[0], configs=configs)],
+                raise_on_unknown=False,
+            )
+            outcome = result.get("broker", {}).get(args.args[0])
+            print(json.dumps({"error": None if outcome == "OK" else str(outcome)}))
         elif args.action == "list":
             print(json.dumps({"topics": sorted(admin.list_topics())}))
         elif args.action == "describe":
