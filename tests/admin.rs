@@ -751,3 +751,70 @@ async fn cluster_wide_broker_configs_sit_under_the_broker_s_own() {
     assert_eq!((entry.value.as_deref(), entry.config_source), (Some("2000"), 3));
     broker.shutdown().await;
 }
+
+/// Deleting a topic deletes the groups' committed offsets for it, as in
+/// Kafka: a topic created again under the name starts with no positions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_topic_deletes_its_committed_offsets() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    /// Commits `commit` (if any) for group "remembers", then reads back
+    /// the committed offsets of doomed-0 and kept-0.
+    async fn committed(bootstrap: &str, commit: Option<(i64, i64)>) -> (Offset, Offset) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", "remembers")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        tokio::task::spawn_blocking(move || {
+            let mut positions = TopicPartitionList::new();
+            let (doomed, kept) = commit.unwrap_or_default();
+            positions
+                .add_partition_offset("doomed", 0, Offset::Offset(doomed))
+                .unwrap();
+            positions.add_partition_offset("kept", 0, Offset::Offset(kept)).unwrap();
+            if commit.is_some() {
+                consumer.commit(&positions, CommitMode::Sync).unwrap();
+            }
+            let read = consumer.committed_offsets(positions, DEADLINE).unwrap();
+            let offset = |topic: &str| read.find_partition(topic, 0).unwrap().offset();
+            (offset("doomed"), offset("kept"))
+        })
+        .await
+        .unwrap()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let options = AdminOptions::new();
+    let topics = [
+        NewTopic::new("doomed", 1, TopicReplication::Fixed(1)),
+        NewTopic::new("kept", 1, TopicReplication::Fixed(1)),
+    ];
+    let created = admin.create_topics(&topics, &options).await.unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    assert_eq!(
+        committed(&bootstrap, Some((7, 9))).await,
+        (Offset::Offset(7), Offset::Offset(9))
+    );
+
+    let deleted = admin.delete_topics(&["doomed"], &options).await.unwrap();
+    assert!(deleted[0].is_ok());
+    let created = admin.create_topics(&topics[..1], &options).await.unwrap();
+    assert!(created[0].is_ok(), "{created:?}");
+    assert_eq!(committed(&bootstrap, None).await, (Offset::Invalid, Offset::Offset(9)));
+    broker.shutdown().await;
+
+    // The deletion is in the offsets log: it holds across a restart.
+    let broker = start(config(dir.path(), 1)).await;
+    assert_eq!(
+        committed(&broker.bootstrap(), None).await,
+        (Offset::Invalid, Offset::Offset(9))
+    );
+    broker.shutdown().await;
+}

@@ -387,7 +387,16 @@ impl Broker {
         self.catalog
             .delete_topic(name, topic.partitions.len() as i32)
             .map_err(AdminError::Storage)?;
+        drop(topics);
         tracing::info!(topic = name, topic_id = %topic.id, "deleted topic");
+        // Groups forget the topic too, as Kafka's coordinator does when
+        // partitions are deleted; a topic created later under the name
+        // starts without old positions.
+        match self.offsets().delete_topic(name) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(topic = name, deleted, "deleted the topic's committed offsets"),
+            Err(e) => tracing::error!(topic = name, error = %e, "deleting the topic's committed offsets failed"),
+        }
         Ok(())
     }
 

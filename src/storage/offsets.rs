@@ -185,6 +185,26 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// Deletes every group's committed offsets for `topic` (when the topic
+    /// is deleted, as Kafka does). Returns how many went.
+    pub fn delete_topic(&mut self, topic: &str) -> std::io::Result<usize> {
+        let doomed: Vec<(String, Vec<TopicPartition>)> = self
+            .committed
+            .iter()
+            .map(|(group, offsets)| {
+                let partitions = offsets.keys().filter(|(t, _)| t == topic).cloned().collect();
+                (group.clone(), partitions)
+            })
+            .filter(|(_, partitions): &(String, Vec<TopicPartition>)| !partitions.is_empty())
+            .collect();
+        let mut deleted = 0;
+        for (group, partitions) in doomed {
+            deleted += partitions.len();
+            self.write(&group, partitions.into_iter().map(|tp| (tp, None)).collect())?;
+        }
+        Ok(deleted)
+    }
+
     pub fn group(&self, group: &str) -> Option<&BTreeMap<TopicPartition, CommittedOffset>> {
         self.committed.get(group)
     }
