@@ -309,6 +309,9 @@ struct BrokerArgs {
     /// Segment file size for topics without segment.bytes (Kafka's log.segment.bytes).
     #[arg(long, default_value_t = minikafka::storage::log::SEGMENT_BYTES_DEFAULT)]
     segment_bytes: u64,
+    /// Age at which an active segment rolls, for topics without segment.ms (Kafka's log.roll.ms).
+    #[arg(long, default_value_t = minikafka::storage::log::SEGMENT_MS_DEFAULT, value_parser = clap::value_parser!(i64).range(1..))]
+    log_roll_ms: i64,
     /// How long records are kept, for topics without retention.ms; -1 for ever (log.retention.ms).
     #[arg(long, default_value_t = 604_800_000, allow_hyphen_values = true)]
     retention_ms: i64,
@@ -352,6 +355,7 @@ impl BrokerArgs {
             socket_request_max_bytes: self.socket_request_max_bytes,
             message_max_bytes: self.message_max_bytes,
             segment_bytes: self.segment_bytes,
+            segment_ms: self.log_roll_ms,
             fsync_always: matches!(self.fsync, Fsync::Always),
             flush_messages: self.flush_messages,
             flush_ms: self.flush_ms,

@@ -31,6 +31,9 @@ pub struct BrokerConfig {
     pub groups: crate::broker::coordinator::GroupConfig,
     /// Segment size of topics that do not set `segment.bytes` (Kafka's `log.segment.bytes`).
     pub segment_bytes: u64,
+    /// Kafka's `log.roll.ms` for topics that do not set `segment.ms`: the
+    /// age at which an active segment rolls.
+    pub segment_ms: i64,
     /// Kafka's `log.retention.ms` for topics that do not set `retention.ms`; -1 keeps for ever.
     pub retention_ms: i64,
     /// Kafka's `log.retention.bytes` for topics that do not set `retention.bytes`; -1: no limit.
@@ -62,6 +65,7 @@ impl Default for BrokerConfig {
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
             groups: crate::broker::coordinator::GroupConfig::default(),
             segment_bytes: crate::storage::log::SEGMENT_BYTES_DEFAULT,
+            segment_ms: crate::storage::log::SEGMENT_MS_DEFAULT,
             retention_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_check_interval: std::time::Duration::from_secs(300),

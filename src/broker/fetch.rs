@@ -88,7 +88,11 @@ fn probe(broker: &Broker, version: i16, request: &FetchRequest) -> (u64, bool) {
             if asked.fetch_offset < log.log_start_offset() || asked.fetch_offset > log.next_offset() {
                 return (available, true);
             }
-            available += log.bytes_from(asked.fetch_offset);
+            match log.bytes_from(asked.fetch_offset) {
+                Ok(bytes) => available += bytes,
+                // The read will fail too, and say so at once.
+                Err(_) => return (available, true),
+            }
         }
     }
     (available, false)

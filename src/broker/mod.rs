@@ -225,12 +225,13 @@ impl Broker {
         self.topic_config_value(topic, def).trim().parse().ok()
     }
 
-    /// Gives every partition of `topic` the segment size in force.
+    /// Gives every partition of `topic` the segment size and age in force.
     fn apply_segment_bytes(&self, topic: &Topic) {
         let bytes = self
             .topic_number(topic, "segment.bytes")
             .map_or(self.config.segment_bytes, |b| b.max(0) as u64);
-        topic.set_segment_bytes(bytes);
+        let ms = self.topic_number(topic, "segment.ms").unwrap_or(self.config.segment_ms);
+        topic.set_segment_limits(bytes, ms);
     }
 
     /// Replaces the dynamic broker configs of `scope`, on disk first, and
@@ -588,15 +589,16 @@ impl Broker {
         Reply::Respond(response)
     }
 
-    /// Flushes every log to disk (on shutdown).
+    /// Flushes every log to disk and closes it cleanly, so the next start
+    /// need not recover it (on shutdown).
     pub fn sync_all(&self) {
-        if let Err(e) = self.offsets().sync() {
-            tracing::error!(error = %e, "fsync of committed offsets failed");
+        if let Err(e) = self.offsets().close() {
+            tracing::error!(error = %e, "closing the committed offsets' log failed");
         }
         for topic in self.topics() {
             for partition in &topic.partitions {
-                if let Err(e) = partition.log().sync() {
-                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "fsync failed");
+                if let Err(e) = partition.log().close() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "closing the log failed");
                 }
             }
         }

@@ -80,10 +80,13 @@ impl Topic {
             .cloned()
     }
 
-    /// Sets every partition's segment size (`segment.bytes` in force).
-    pub fn set_segment_bytes(&self, bytes: u64) {
+    /// Sets when every partition's active segment rolls (`segment.bytes`
+    /// and `segment.ms` in force).
+    pub fn set_segment_limits(&self, bytes: u64, ms: i64) {
         for partition in &self.partitions {
-            partition.log().set_segment_bytes(bytes);
+            let mut log = partition.log();
+            log.set_segment_bytes(bytes);
+            log.set_segment_ms(ms);
         }
     }
 

@@ -125,6 +125,14 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
         default: |broker| broker.segment_bytes.to_string(),
         check: |v| long_at_least(14)(v),
     },
+    ConfigDef {
+        name: "segment.ms",
+        broker_name: "log.roll.ms",
+        config_type: TYPE_LONG,
+        doc: "age at which the active segment rolls, counted from its first record's timestamp",
+        default: |broker| broker.segment_ms.to_string(),
+        check: |v| long_at_least(1)(v),
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ConfigDef> {

@@ -1,81 +1,61 @@
 //! One partition's log: record batches appended verbatim (base offset and
 //! leader epoch rewritten), offsets dense from the log start offset.
 //!
-//! The log is a sequence of segment files named by their base offset, as
-//! Kafka names them (`00000000000000000000.log`); appends go to the last
-//! (active) one, which rolls at `segment_bytes`. Retention and DeleteRecords
-//! remove whole segments from the front and move the log start offset, which
-//! is checkpointed (`log-start-offset`, written atomically).
+//! The log is a sequence of segments ([`super::segment`]) named by their
+//! base offset, as Kafka names them (`00000000000000000000.log`); appends go
+//! to the last (active) one, which rolls at `segment.bytes` or when its
+//! first batch is older than `segment.ms`. Retention and DeleteRecords
+//! remove whole segments from the front and move the log start offset,
+//! which is checkpointed (`log-start-offset`, written atomically).
 //!
-//! On open, every segment is scanned batch by batch (length, magic, CRC32C,
-//! dense offsets); the log is cut at the first batch that fails, so a torn
-//! tail from a crash is dropped with a log line instead of being served.
-//! Where each batch sits is kept in memory per segment (a sparse on-disk
-//! index would spare that memory and the scan; not built yet).
+//! Recovery. A clean close writes the active segment's index, a snapshot
+//! of the producers' state and a `clean-shutdown` marker; open removes the
+//! marker. So at open:
+//! - after a clean shutdown, every segment whose index file is whole and
+//!   covers the segment's length is taken as it is: nothing is rescanned;
+//! - after an unclean one (no marker), the active segment is scanned batch
+//!   by batch (length, magic, CRC32C, dense offsets) and cut at the first
+//!   batch that fails, with a log line saying how much went and why.
+//!   Closed segments were fsynced before anything was written after them,
+//!   and their index after that, so a closed segment with a whole index is
+//!   trusted, as Kafka trusts what lies below its recovery point;
+//! - any segment without a usable index is scanned, and its index rebuilt;
+//!   everything after a cut is removed.
+//!
+//! Producer state comes from the newest snapshot at or below the log end,
+//! then the batch headers after it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, IoSlice, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::producer_state::ProducerStates;
+use super::segment::{Backing, BatchInfo, Segment, index_file_name, segment_file_name};
 use super::{StorageError, write_atomically};
 use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, batch_crc, rewritten_prefix};
 
 /// Kafka's `log.segment.bytes` default: 1 GiB.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Kafka's `log.roll.ms` default (`log.roll.hours` = 168): 7 days.
+pub const SEGMENT_MS_DEFAULT: i64 = 7 * 24 * 3600 * 1000;
 /// The log start offset's checkpoint, in the partition's directory.
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
+/// Present only between a clean close and the next open.
+const CLEAN_SHUTDOWN_MARKER: &str = "clean-shutdown";
+/// Producer-state snapshots kept per partition (the newest ones).
+const SNAPSHOTS_KEPT: usize = 2;
 
-/// Where a batch sits in its segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct BatchPosition {
-    base_offset: i64,
-    last_offset: i64,
-    max_timestamp: i64,
-    position: u64,
-    size: u32,
+fn snapshot_file_name(offset: i64) -> String {
+    format!("{offset:020}.snapshot")
 }
 
-enum Backing {
-    File { path: PathBuf, file: File },
-    Memory(Vec<u8>),
-}
-
-struct Segment {
-    base_offset: i64,
-    backing: Backing,
-    size: u64,
-    batches: Vec<BatchPosition>,
-}
-
-impl Segment {
-    fn max_timestamp(&self) -> i64 {
-        self.batches.iter().map(|b| b.max_timestamp).max().unwrap_or(i64::MIN)
-    }
-
-    fn last_offset(&self) -> Option<i64> {
-        self.batches.last().map(|b| b.last_offset)
-    }
-
-    fn read_range(&self, position: u64, len: usize) -> io::Result<Bytes> {
-        match &self.backing {
-            Backing::File { file, .. } => {
-                let mut buf = BytesMut::zeroed(len);
-                file.read_exact_at(&mut buf, position)?;
-                Ok(buf.freeze())
-            }
-            Backing::Memory(bytes) => Ok(Bytes::copy_from_slice(
-                &bytes[position as usize..position as usize + len],
-            )),
-        }
-    }
-
-    fn read_batch(&self, batch: &BatchPosition) -> io::Result<Bytes> {
-        self.read_range(batch.position, batch.size as usize)
-    }
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What an append did.
@@ -85,9 +65,21 @@ pub struct AppendedBatch {
     pub last_offset: i64,
 }
 
+/// What opening a log found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// The log was closed cleanly last time.
+    pub clean: bool,
+    /// Segments read batch by batch (the others came from their index).
+    pub segments_scanned: usize,
+    /// Bytes cut off a damaged tail.
+    pub bytes_cut: u64,
+}
+
 pub struct PartitionLog {
     dir: Option<PathBuf>,
     segment_bytes: u64,
+    segment_ms: i64,
     /// In base offset order; the last one takes appends. Never empty.
     segments: Vec<Segment>,
     log_start_offset: i64,
@@ -102,10 +94,9 @@ pub struct PartitionLog {
     /// them, so, as Kafka takes such a log directory offline, the log
     /// refuses appends and syncs from then on.
     failed_sync: bool,
-}
-
-fn segment_name(base_offset: i64) -> String {
-    format!("{base_offset:020}.log")
+    /// A clean close wrote the marker; an append after it must remove it.
+    closed: bool,
+    recovery: Recovery,
 }
 
 impl PartitionLog {
@@ -114,25 +105,35 @@ impl PartitionLog {
         PartitionLog {
             dir: None,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
-            segments: vec![Segment {
-                base_offset: 0,
-                backing: Backing::Memory(Vec::new()),
-                size: 0,
-                batches: Vec::new(),
-            }],
+            segment_ms: SEGMENT_MS_DEFAULT,
+            segments: vec![Segment::new(0, Backing::Memory(Vec::new())).created_at(now_ms())],
             log_start_offset: 0,
             next_offset: 0,
             producers: ProducerStates::default(),
             unflushed: 0,
             failed_sync: false,
+            closed: false,
+            recovery: Recovery::default(),
         }
     }
 
-    /// Opens (creating if needed) the log in `dir`, recovering its tail.
+    /// Opens (creating if needed) the log in `dir`, recovering it as the
+    /// module documentation says.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| StorageError::io(&path, e)
+        };
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean = marker.exists();
+        if clean {
+            // From here on a crash must look unclean.
+            std::fs::remove_file(&marker).map_err(io_err(&marker))?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+        }
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
-            .map_err(|e| StorageError::io(dir, e))?
+            .map_err(io_err(dir))?
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
@@ -143,16 +144,22 @@ impl PartitionLog {
         if bases.is_empty() {
             bases.push(0);
         }
-        let mut segments = Vec::with_capacity(bases.len());
-        let mut producers = ProducerStates::default();
+        let mut recovery = Recovery {
+            clean,
+            ..Recovery::default()
+        };
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         let mut expected: Option<i64> = None;
         let mut cut = false;
-        for base in bases {
-            let path = dir.join(segment_name(base));
+        let last = bases.len() - 1;
+        for (i, base) in bases.into_iter().enumerate() {
+            let path = dir.join(segment_file_name(base));
+            let index_path = dir.join(index_file_name(base));
             if cut {
                 // Everything after a damaged segment is beyond the cut.
                 tracing::warn!(path = %path.display(), "removing a segment that follows a cut");
-                std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                remove_if_present(&index_path)?;
                 continue;
             }
             let file = OpenOptions::new()
@@ -160,50 +167,136 @@ impl PartitionLog {
                 .append(true)
                 .create(true)
                 .open(&path)
-                .map_err(|e| StorageError::io(&path, e))?;
-            let (batches, valid_bytes, file_bytes) =
-                scan(&file, expected, &mut producers).map_err(|e| StorageError::io(&path, e))?;
-            if valid_bytes < file_bytes {
-                tracing::warn!(
-                    path = %path.display(),
-                    kept_bytes = valid_bytes,
-                    cut_bytes = file_bytes - valid_bytes,
-                    "log tail is partial or fails its CRC32C; cutting it off"
-                );
-                file.set_len(valid_bytes).map_err(|e| StorageError::io(&path, e))?;
-                file.sync_all().map_err(|e| StorageError::io(&path, e))?;
-                cut = true;
+                .map_err(io_err(&path))?;
+            let metadata = file.metadata().map_err(io_err(&path))?;
+            let file_bytes = metadata.len();
+            let mut segment = Segment::new(
+                base,
+                Backing::File {
+                    path: path.clone(),
+                    file,
+                },
+            );
+            // The file's birth time where the file system keeps one: the
+            // floor of the segment's age for segment.ms.
+            segment.created_ms = Some(
+                metadata
+                    .created()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or_else(now_ms, |d| d.as_millis() as i64),
+            );
+            let follows = expected.is_none_or(|e| e == base);
+            let trusted = (i < last || clean)
+                && follows
+                && std::fs::read(&index_path).is_ok_and(|bytes| segment.load_index(&bytes, file_bytes));
+            if !trusted {
+                recovery.segments_scanned += 1;
+                let valid_bytes = scan(&mut segment, expected).map_err(io_err(&path))?;
+                if valid_bytes < file_bytes {
+                    tracing::warn!(
+                        path = %path.display(),
+                        kept_bytes = valid_bytes,
+                        cut_bytes = file_bytes - valid_bytes,
+                        "log tail is partial or fails its CRC32C; cutting it off"
+                    );
+                    if let Backing::File { file, .. } = &segment.backing {
+                        file.set_len(valid_bytes).map_err(io_err(&path))?;
+                        file.sync_all().map_err(io_err(&path))?;
+                    }
+                    recovery.bytes_cut += file_bytes - valid_bytes;
+                    cut = true;
+                }
+                if i < last && !cut {
+                    // A closed segment's rebuilt index spares the next start the scan.
+                    if let Err(e) = segment.write_index(dir) {
+                        tracing::warn!(error = %e, "could not write a rebuilt segment index");
+                    }
+                } else {
+                    remove_if_present(&index_path)?;
+                }
             }
-            if let Some(last) = batches.last() {
-                expected = Some(last.last_offset + 1);
+            if let Some(last_offset) = segment.last_offset {
+                expected = Some(last_offset + 1);
             }
-            segments.push(Segment {
-                base_offset: base,
-                backing: Backing::File { path, file },
-                size: valid_bytes,
-                batches,
-            });
+            segments.push(segment);
         }
         let next_offset = expected.unwrap_or_else(|| segments.last().map_or(0, |s| s.base_offset));
-        let first = segments
-            .first()
-            .map_or(0, |s| s.batches.first().map_or(s.base_offset, |b| b.base_offset));
+        let first = segments.first().map_or(0, |s| s.base_offset);
         let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT))?;
-        Ok(PartitionLog {
+        let mut log = PartitionLog {
             dir: Some(dir.to_path_buf()),
             segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
             segments,
             log_start_offset: checkpoint.unwrap_or(first).max(first).min(next_offset),
             next_offset,
-            producers,
+            producers: ProducerStates::default(),
             unflushed: 0,
             failed_sync: false,
-        })
+            closed: false,
+            recovery,
+        };
+        log.recover_producers().map_err(io_err(dir))?;
+        Ok(log)
+    }
+
+    /// Producer state: the newest snapshot at or below the log end, then
+    /// the headers of every batch after it.
+    fn recover_producers(&mut self) -> io::Result<()> {
+        let Some(dir) = self.dir.clone() else { return Ok(()) };
+        let mut snapshots = list_snapshots(&dir)?;
+        snapshots.sort_unstable_by(|a, b| b.cmp(a));
+        let mut from = self.segments[0].base_offset;
+        for offset in snapshots {
+            let path = dir.join(snapshot_file_name(offset));
+            if offset > self.next_offset {
+                // Describes batches the log no longer has (cut at recovery).
+                std::fs::remove_file(&path)?;
+                continue;
+            }
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| ProducerStates::decode_snapshot(&b))
+            {
+                Some(states) => {
+                    self.producers = states;
+                    from = offset;
+                    break;
+                }
+                None => tracing::warn!(path = %path.display(), "ignoring a damaged producer state snapshot"),
+            }
+        }
+        let producers = &mut self.producers;
+        for segment in &self.segments {
+            if segment.last_offset.is_none_or(|last| last < from) {
+                continue;
+            }
+            let position = match segment.locate(from)? {
+                Some(batch) if segment.base_offset < from => batch.position,
+                _ => 0,
+            };
+            segment.walk_headers(position, |header, _| {
+                producers.record(header, header.base_offset, header.last_offset());
+                ControlFlow::Continue(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// What opening this log found.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
     }
 
     /// Sets the size at which the active segment rolls (`segment.bytes`).
     pub fn set_segment_bytes(&mut self, bytes: u64) {
         self.segment_bytes = bytes.max(BATCH_HEADER_BYTES as u64);
+    }
+
+    /// Sets the age at which the active segment rolls (`segment.ms`).
+    pub fn set_segment_ms(&mut self, ms: i64) {
+        self.segment_ms = ms.max(1);
     }
 
     /// The offset the next appended record gets (Kafka's log end offset; with
@@ -230,6 +323,11 @@ impl PartitionLog {
         self.segments.len()
     }
 
+    /// Sparse index entries held in memory, across segments.
+    pub fn index_entries(&self) -> usize {
+        self.segments.iter().map(Segment::index_entries).sum()
+    }
+
     fn active(&mut self) -> &mut Segment {
         self.segments.last_mut().expect("a log always has a segment")
     }
@@ -239,7 +337,7 @@ impl PartitionLog {
         let base_offset = self.next_offset;
         let backing = match &self.dir {
             Some(dir) => {
-                let path = dir.join(segment_name(base_offset));
+                let path = dir.join(segment_file_name(base_offset));
                 let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
                 // The segment before is complete: make it durable before
                 // anything lands in the next one.
@@ -252,25 +350,67 @@ impl PartitionLog {
                     self.failed_sync = true;
                     return Err(e);
                 }
+                // Written after the fsync above, so an index on disk never
+                // describes data that is not. Both only spare work at the
+                // next start: a failure is logged, not fatal.
+                if let Some(closed) = self.segments.last()
+                    && let Err(e) = closed.write_index(dir)
+                {
+                    tracing::warn!(error = %e, "could not write a closed segment's index");
+                }
+                if let Err(e) = self.write_snapshot() {
+                    tracing::warn!(error = %e, "could not write a producer state snapshot");
+                }
                 Backing::File { path, file }
             }
             None => Backing::Memory(Vec::new()),
         };
-        self.segments.push(Segment {
-            base_offset,
-            backing,
-            size: 0,
-            batches: Vec::new(),
-        });
+        self.segments
+            .push(Segment::new(base_offset, backing).created_at(now_ms()));
         Ok(())
+    }
+
+    /// Writes the producers' state as of the log end, keeping the newest
+    /// [`SNAPSHOTS_KEPT`].
+    fn write_snapshot(&self) -> Result<(), StorageError> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        write_atomically(
+            &dir.join(snapshot_file_name(self.next_offset)),
+            &self.producers.encode_snapshot(),
+        )?;
+        let mut snapshots = list_snapshots(dir).map_err(|e| StorageError::io(dir, e))?;
+        snapshots.sort_unstable_by(|a, b| b.cmp(a));
+        for offset in snapshots.into_iter().skip(SNAPSHOTS_KEPT) {
+            remove_if_present(&dir.join(snapshot_file_name(offset)))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the active segment is due to roll before taking `batch_bytes`.
+    fn due_to_roll(&mut self, batch_bytes: u64, now: i64) -> bool {
+        let (segment_bytes, segment_ms) = (self.segment_bytes, self.segment_ms);
+        let active = self.active();
+        if active.size == 0 {
+            return false;
+        }
+        // Its age counts from its first batch's timestamp, as in Kafka, but
+        // never from before the segment was created here: old timestamps
+        // from producers would otherwise roll at every append.
+        let born = active
+            .first_timestamp
+            .unwrap_or(now)
+            .max(active.created_ms.unwrap_or(now));
+        active.size + batch_bytes > segment_bytes || now.saturating_sub(born) > segment_ms
     }
 
     /// Appends a batch that has been validated, assigning it the next offsets.
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader, leader_epoch: i32) -> io::Result<AppendedBatch> {
         debug_assert_eq!(batch.len(), header.total_bytes());
         self.check_not_failed()?;
-        let segment_bytes = self.segment_bytes;
-        if self.active().size > 0 && self.active().size + batch.len() as u64 > segment_bytes {
+        if self.closed {
+            self.reopen_after_close()?;
+        }
+        if self.due_to_roll(batch.len() as u64, now_ms()) {
             self.roll()?;
         }
         let base_offset = self.next_offset;
@@ -291,14 +431,14 @@ impl PartitionLog {
             }
         }
         let last_offset = base_offset + header.offset_count() - 1;
-        segment.batches.push(BatchPosition {
+        let position = segment.size;
+        segment.note_batch(BatchInfo {
             base_offset,
             last_offset,
             max_timestamp: header.max_timestamp,
-            position: segment.size,
-            size: batch.len() as u32,
+            position,
+            size: batch.len() as u64,
         });
-        segment.size += batch.len() as u64;
         self.next_offset = last_offset + 1;
         self.unflushed += header.offset_count() as u64;
         self.producers.record(header, base_offset, last_offset);
@@ -308,88 +448,109 @@ impl PartitionLog {
         })
     }
 
-    /// The segment and batch index holding `offset`, if any batch does.
-    fn locate(&self, offset: i64) -> Option<(usize, usize)> {
+    /// The first batch holding `offset` or after it (a segment may end
+    /// before the next one's base), with the index of its segment.
+    fn locate(&self, offset: i64) -> io::Result<Option<(usize, BatchInfo)>> {
         let offset = offset.max(self.log_start_offset);
         let first = self
             .segments
-            .partition_point(|s| s.last_offset().is_some_and(|last| last < offset));
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
         for (i, segment) in self.segments.iter().enumerate().skip(first) {
-            let at = segment.batches.partition_point(|b| b.last_offset < offset);
-            if at < segment.batches.len() {
-                return Some((i, at));
+            let found = if segment.base_offset >= offset {
+                segment.find_from(0, |_| true)?
+            } else {
+                segment.locate(offset)?
+            };
+            if let Some(batch) = found {
+                return Ok(Some((i, batch)));
             }
         }
-        None
+        Ok(None)
     }
 
     /// Whole batches from the one containing `offset` on, up to `max_bytes`,
     /// from one segment. With `min_one`, the first batch comes whole even
     /// when it is larger (KIP-74), so a reader always makes progress.
     pub fn read_from(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
-        let Some((s, first)) = self.locate(offset) else {
-            return Ok(Bytes::new());
-        };
-        let segment = &self.segments[s];
-        let start = segment.batches[first];
-        if !min_one && start.size as usize > max_bytes {
-            return Ok(Bytes::new());
+        match self.locate(offset)? {
+            Some((s, batch)) => self.segments[s].read_batches(batch.position, max_bytes, min_one),
+            None => Ok(Bytes::new()),
         }
-        let mut end = start.position + u64::from(start.size);
-        for batch in &segment.batches[first + 1..] {
-            let next_end = batch.position + u64::from(batch.size);
-            if (next_end - start.position) as usize > max_bytes {
-                break;
-            }
-            end = next_end;
-        }
-        segment.read_range(start.position, (end - start.position) as usize)
     }
 
     /// Bytes a read from `offset` could return (from the batch holding it to
     /// the end of the log), without reading them.
-    pub fn bytes_from(&self, offset: i64) -> u64 {
-        let Some((s, first)) = self.locate(offset) else {
-            return 0;
+    pub fn bytes_from(&self, offset: i64) -> io::Result<u64> {
+        if offset >= self.next_offset {
+            return Ok(0);
+        }
+        let Some((s, batch)) = self.locate(offset)? else {
+            return Ok(0);
         };
-        let segment = &self.segments[s];
         let rest: u64 = self.segments[s + 1..].iter().map(|s| s.size).sum();
-        segment.size - segment.batches[first].position + rest
+        Ok(self.segments[s].size - batch.position + rest)
     }
 
     /// The first batch, among those ending at or after `from_offset` (and
     /// the log start), whose largest timestamp is at least `timestamp`: the
     /// one that holds the first record at or after that time.
     pub fn batch_at_timestamp(&self, timestamp: i64, from_offset: i64) -> io::Result<Option<Bytes>> {
-        let from_offset = from_offset.max(self.log_start_offset);
-        for segment in &self.segments {
-            if let Some(b) = segment
-                .batches
-                .iter()
-                .find(|b| b.max_timestamp >= timestamp && b.last_offset >= from_offset)
-            {
-                return segment.read_batch(b).map(Some);
+        let Some((first, start)) = self.locate(from_offset)? else {
+            return Ok(None);
+        };
+        for (i, segment) in self.segments.iter().enumerate().skip(first) {
+            let position = if i == first { start.position } else { 0 };
+            if let Some(b) = segment.find_by_time(timestamp, position)? {
+                return segment.read_range(b.position, b.size as usize).map(Some);
             }
         }
         Ok(None)
     }
 
-    /// The batch holding the largest timestamp (the first such, on ties).
+    /// The batch holding the largest timestamp (the first such, on ties)
+    /// among those the log start has not passed.
     pub fn batch_with_max_timestamp(&self) -> io::Result<Option<Bytes>> {
-        let mut best: Option<(&Segment, &BatchPosition)> = None;
-        for segment in &self.segments {
-            for b in segment
-                .batches
-                .iter()
-                .filter(|b| b.last_offset >= self.log_start_offset)
-            {
-                if best.is_none_or(|(_, x)| b.max_timestamp > x.max_timestamp) {
-                    best = Some((segment, b));
-                }
+        let mut best: Option<(usize, i64)> = None;
+        for (i, segment) in self.segments.iter().enumerate() {
+            if segment.is_empty() || best.is_some_and(|(_, ts)| segment.max_timestamp <= ts) {
+                continue;
             }
+            best = Some((i, segment.max_timestamp));
+        }
+        let Some((s, _)) = best else { return Ok(None) };
+        let segment = &self.segments[s];
+        let start = self.log_start_offset;
+        let batch = if segment.max_timestamp_offset >= start {
+            segment.locate(segment.max_timestamp_offset)?
+        } else {
+            // The log start is inside this segment, past its best batch:
+            // look again among the batches that are left, in every segment.
+            return self.max_timestamp_batch_from(start);
+        };
+        match batch {
+            Some(b) => segment.read_range(b.position, b.size as usize).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The largest-timestamp batch ending at or after `offset`, by walking.
+    fn max_timestamp_batch_from(&self, offset: i64) -> io::Result<Option<Bytes>> {
+        let Some((first, start)) = self.locate(offset)? else {
+            return Ok(None);
+        };
+        let mut best: Option<(usize, BatchInfo)> = None;
+        for (i, segment) in self.segments.iter().enumerate().skip(first) {
+            let position = if i == first { start.position } else { 0 };
+            segment.walk_headers(position, |_, b| {
+                if best.is_none_or(|(_, x)| b.max_timestamp > x.max_timestamp) {
+                    best = Some((i, b));
+                }
+                ControlFlow::Continue(())
+            })?;
         }
         match best {
-            Some((segment, b)) => segment.read_batch(b).map(Some),
+            Some((i, b)) => self.segments[i].read_range(b.position, b.size as usize).map(Some),
             None => Ok(None),
         }
     }
@@ -399,12 +560,10 @@ impl PartitionLog {
         let mut all = Vec::new();
         for segment in &self.segments {
             let bytes = segment.read_range(0, segment.size as usize)?;
-            all.extend(
-                segment
-                    .batches
-                    .iter()
-                    .map(|b| bytes.slice(b.position as usize..(b.position + u64::from(b.size)) as usize)),
-            );
+            segment.walk_headers(0, |_, b| {
+                all.push(bytes.slice(b.position as usize..(b.position + b.size) as usize));
+                ControlFlow::Continue(())
+            })?;
         }
         Ok(all)
     }
@@ -419,6 +578,33 @@ impl PartitionLog {
             return Err(e);
         }
         self.unflushed = 0;
+        Ok(())
+    }
+
+    /// Syncs the log and leaves what the next open needs to skip recovery:
+    /// the active segment's index, a producer state snapshot, and the
+    /// clean-shutdown marker, last.
+    pub fn close(&mut self) -> Result<(), StorageError> {
+        let Some(dir) = self.dir.clone() else { return Ok(()) };
+        self.sync().map_err(|e| StorageError::io(&dir, e))?;
+        self.segments
+            .last()
+            .expect("a log always has a segment")
+            .write_index(&dir)?;
+        self.write_snapshot()?;
+        write_atomically(&dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
+        self.closed = true;
+        Ok(())
+    }
+
+    /// An append after [`close`](Self::close): the active segment's index
+    /// is about to be stale, so the marker goes first.
+    fn reopen_after_close(&mut self) -> io::Result<()> {
+        if let Some(dir) = &self.dir {
+            remove_if_present(&dir.join(CLEAN_SHUTDOWN_MARKER)).map_err(|e| io::Error::other(e.to_string()))?;
+            File::open(dir)?.sync_all()?;
+        }
+        self.closed = false;
         Ok(())
     }
 
@@ -476,15 +662,17 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
-    /// Deletes whole segments (never the active one) that are older than
-    /// `retention_ms` (by their newest record) or that the log can lose while
-    /// keeping at least `retention_bytes`; -1 turns either off. Returns how
-    /// many segments went.
+    /// Deletes whole segments that are older than `retention_ms` (by their
+    /// newest record) or that the log can lose while keeping at least
+    /// `retention_bytes`; -1 turns either off. Returns how many segments
+    /// went. When the active segment is past the limits too, the log rolls
+    /// first and then deletes it with the rest, as Kafka does, so a
+    /// partition that stopped receiving records still ages out.
     pub fn apply_retention(&mut self, now_ms: i64, retention_ms: i64, retention_bytes: i64) -> io::Result<usize> {
         let mut total = self.size_bytes() as i64;
         let mut removable = 0;
-        for segment in &self.segments[..self.segments.len() - 1] {
-            let too_old = retention_ms >= 0 && segment.max_timestamp() < now_ms.saturating_sub(retention_ms);
+        for segment in self.segments.iter().take_while(|s| !s.is_empty()) {
+            let too_old = retention_ms >= 0 && segment.max_timestamp < now_ms.saturating_sub(retention_ms);
             let too_big = retention_bytes >= 0 && total - segment.size as i64 >= retention_bytes;
             if !(too_old || too_big) {
                 break;
@@ -494,6 +682,9 @@ impl PartitionLog {
         }
         if removable == 0 {
             return Ok(0);
+        }
+        if removable == self.segments.len() {
+            self.roll()?;
         }
         let new_start = self.segments[removable].base_offset;
         let removed: Vec<Segment> = self.segments.drain(..removable).collect();
@@ -528,6 +719,7 @@ fn remove_segment(segment: Segment) -> io::Result<()> {
         drop(file);
         tracing::info!(path = %path.display(), "deleting segment");
         std::fs::remove_file(&path)?;
+        remove_if_present(&path.with_extension("index")).map_err(|e| io::Error::other(e.to_string()))?;
     }
     Ok(())
 }
@@ -558,18 +750,16 @@ fn write_all_vectored(file: &mut File, first: &[u8], second: &[u8]) -> io::Resul
     Ok(())
 }
 
-/// Reads a segment from the start, returning the batches that are whole and
-/// valid (and follow `expected`, the offset the previous segment ended
-/// before), the length of that valid prefix and the file length. Producer
-/// state is recorded into `producers` as batches go by.
-fn scan(
-    file: &File,
-    mut expected_offset: Option<i64>,
-    producers: &mut ProducerStates,
-) -> io::Result<(Vec<BatchPosition>, u64, u64)> {
+/// Reads a segment file from the start, noting in `segment` every batch
+/// that is whole and valid (and follows `expected_offset`, where the
+/// previous segment ended). Returns the length of that valid prefix.
+fn scan(segment: &mut Segment, mut expected_offset: Option<i64>) -> io::Result<u64> {
+    let Backing::File { file, .. } = &segment.backing else {
+        return Ok(0);
+    };
+    let file = file.try_clone()?;
     let file_bytes = file.metadata()?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut batches = Vec::new();
     let mut position = 0u64;
     let mut buf = Vec::new();
     loop {
@@ -592,27 +782,46 @@ fn scan(
         }
         // Offsets are dense: a batch that does not follow its predecessor is
         // not something this log wrote.
-        if expected_offset.is_some_and(|expected| expected != header.base_offset) {
+        let follows = match expected_offset {
+            Some(expected) => expected == header.base_offset,
+            None => header.base_offset == segment.base_offset,
+        };
+        if !follows {
             break;
         }
         expected_offset = Some(header.last_offset() + 1);
-        producers.record(&header, header.base_offset, header.last_offset());
-        batches.push(BatchPosition {
-            base_offset: header.base_offset,
-            last_offset: header.last_offset(),
-            max_timestamp: header.max_timestamp,
-            position,
-            size: total as u32,
-        });
+        segment.note_batch(BatchInfo::from_header(&header, position));
         position += total;
     }
-    Ok((batches, position, file_bytes))
+    Ok(position)
+}
+
+/// Offsets of the producer state snapshots in `dir`.
+fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".snapshot")?.parse::<i64>().ok()
+        })
+        .collect())
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io(path, e)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
     use crate::protocol::record_batch::tests::sample_batch;
+    use crate::storage::producer_state::SequenceCheck;
 
     fn append(log: &mut PartitionLog, records: usize) -> AppendedBatch {
         let batch = sample_batch(records);
@@ -694,8 +903,8 @@ mod tests {
         );
         assert!(log.read_from(4, 1, false).unwrap().is_empty());
         assert!(log.read_from(9, 100, true).unwrap().is_empty());
-        assert_eq!(log.bytes_from(4), from_middle.len() as u64);
-        assert_eq!(log.bytes_from(9), 0);
+        assert_eq!(log.bytes_from(4).unwrap(), from_middle.len() as u64);
+        assert_eq!(log.bytes_from(9).unwrap(), 0);
     }
 
     #[test]
@@ -742,7 +951,7 @@ mod tests {
         );
         let from_second = log.read_from(5, usize::MAX, true).unwrap();
         assert_eq!(BatchHeader::parse(&from_second).unwrap().base_offset, 4);
-        assert_eq!(log.bytes_from(5), 3 * batch_bytes);
+        assert_eq!(log.bytes_from(5).unwrap(), 3 * batch_bytes);
         drop(log);
 
         let mut log = PartitionLog::open(dir.path()).unwrap();
@@ -783,13 +992,154 @@ mod tests {
         // DeleteRecords inside a segment: the start moves, the segment stays.
         assert_eq!(log.delete_records_before(5).unwrap(), 5);
         assert_eq!(log.segment_count(), 2);
-        // Time-based: everything but the active segment is older than any limit.
-        assert_eq!(log.apply_retention(i64::MAX, 1, -1).unwrap(), 1);
+        // Time-based: every segment, the active one too, is older than any
+        // limit; the log rolls and keeps only a new, empty active segment.
+        assert_eq!(log.apply_retention(i64::MAX, 1, -1).unwrap(), 2);
+        assert_eq!((log.segment_count(), log.log_start_offset()), (1, 12));
         drop(log);
         let log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!(
             (log.segment_count(), log.log_start_offset(), log.next_offset()),
-            (1, 8, 12)
+            (1, 12, 12)
         );
+    }
+
+    /// A sample batch from idempotent producer `producer_id`, epoch 0.
+    fn idempotent_batch(records: usize, producer_id: i64, base_sequence: i32) -> Vec<u8> {
+        let mut batch = sample_batch(records).to_vec();
+        batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        batch[51..53].copy_from_slice(&0i16.to_be_bytes());
+        batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = batch_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        batch
+    }
+
+    fn log_with_segments(dir: &Path, segments: usize) -> PartitionLog {
+        let mut log = PartitionLog::open(dir).unwrap();
+        log.set_segment_bytes(sample_batch(2).len() as u64 * 2);
+        for _ in 0..segments * 2 {
+            append(&mut log, 2);
+        }
+        assert_eq!(log.segment_count(), segments);
+        log
+    }
+
+    #[test]
+    fn after_a_clean_close_nothing_is_rescanned_and_after_a_crash_only_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 4);
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(
+            log.recovery(),
+            Recovery {
+                clean: true,
+                segments_scanned: 0,
+                bytes_cut: 0
+            }
+        );
+        assert_eq!((log.next_offset(), log.batches().unwrap().len()), (16, 8));
+        // Opening took the marker away: dropping the log now is a crash.
+        drop(log);
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 1));
+        assert_eq!(log.next_offset(), 16);
+        assert_eq!(append(&mut log, 1).base_offset, 16);
+        let read = log.read_from(5, usize::MAX, true).unwrap();
+        assert_eq!(BatchHeader::parse(&read).unwrap().base_offset, 4);
+    }
+
+    #[test]
+    fn a_missing_or_damaged_index_is_rebuilt_from_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 3);
+        log.close().unwrap();
+        drop(log);
+        std::fs::remove_file(dir.path().join(index_file_name(0))).unwrap();
+        let index = dir.path().join(index_file_name(4));
+        let mut bytes = std::fs::read(&index).unwrap();
+        bytes[6] ^= 0xff;
+        std::fs::write(&index, bytes).unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.recovery().segments_scanned, 2);
+        assert_eq!(log.next_offset(), 12);
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.recovery().segments_scanned, 0, "the rebuilt indexes were written");
+        assert_eq!(log.batches().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn an_append_after_close_makes_the_next_open_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 2);
+        log.close().unwrap();
+        append(&mut log, 2);
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!((log.recovery().clean, log.next_offset()), (false, 10));
+    }
+
+    #[test]
+    fn producer_state_outlives_the_segments_retention_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        log.set_segment_bytes(sample_batch(2).len() as u64 * 2);
+        let batch = idempotent_batch(2, 42, 0);
+        let header = BatchHeader::parse(&batch).unwrap();
+        log.append(&batch, &header, 0).unwrap();
+        for _ in 0..4 {
+            append(&mut log, 2);
+        }
+        assert_eq!(log.apply_retention(0, -1, 0).unwrap(), 3, "every segment goes");
+        for close in [false, true] {
+            if close {
+                log.close().unwrap();
+            }
+            drop(log);
+            log = PartitionLog::open(dir.path()).unwrap();
+            let next = BatchHeader::parse(&idempotent_batch(2, 42, 2)).unwrap();
+            assert_eq!(log.producers().check(&next), Ok(SequenceCheck::Append));
+            let gap = BatchHeader::parse(&idempotent_batch(2, 42, 5)).unwrap();
+            assert!(log.producers().check(&gap).is_err(), "clean: {close}");
+        }
+    }
+
+    #[test]
+    fn the_active_segment_rolls_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        log.set_segment_ms(60_000);
+        append(&mut log, 2);
+        append(&mut log, 2);
+        assert_eq!(log.segment_count(), 1, "young: no roll");
+        // Its first batch (2023) and its creation both a day ago.
+        let active = log.active();
+        active.created_ms = Some(now_ms() - 86_400_000);
+        active.first_timestamp = Some(now_ms() - 86_400_000);
+        append(&mut log, 2);
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(log.segments[1].base_offset, 4);
+    }
+
+    #[test]
+    fn fetch_and_time_lookups_work_across_many_small_batches() {
+        let mut log = PartitionLog::in_memory();
+        log.set_segment_bytes(64 * 1024);
+        for _ in 0..3000 {
+            append(&mut log, 1);
+        }
+        assert!(log.segment_count() > 3);
+        assert!(log.index_entries() < 3000 / 10, "sparse: {}", log.index_entries());
+        for offset in [0, 1, 1499, 2998, 2999] {
+            let read = log.read_from(offset, 1, true).unwrap();
+            assert_eq!(BatchHeader::parse(&read).unwrap().base_offset, offset);
+        }
+        let found = log.batch_at_timestamp(1_700_000_000_000, 2500).unwrap().unwrap();
+        assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 2500);
+        assert!(log.batch_at_timestamp(1_700_000_000_001, 0).unwrap().is_none());
     }
 }

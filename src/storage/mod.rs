@@ -22,6 +22,7 @@ pub mod log;
 pub mod offsets;
 pub mod producer_ids;
 pub mod producer_state;
+pub mod segment;
 
 pub use catalog::{BrokerConfigScope, Catalog, StoredTopic};
 pub use log::{AppendedBatch, PartitionLog};

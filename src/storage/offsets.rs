@@ -217,6 +217,11 @@ impl OffsetStore {
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.log.sync()
     }
+
+    /// Syncs and closes the log cleanly (on shutdown).
+    pub fn close(&mut self) -> Result<(), StorageError> {
+        self.log.close()
+    }
 }
 
 #[cfg(test)]

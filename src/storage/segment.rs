@@ -1,0 +1,454 @@
+//! One segment of a partition's log: a file of record batches (or memory,
+//! with `--in-memory`) and its sparse index.
+//!
+//! The index has an entry for the segment's first batch and then one every
+//! [`INDEX_INTERVAL_BYTES`] of log (Kafka's `log.index.interval.bytes`),
+//! each giving a batch's base offset, its position and the largest
+//! timestamp of the batches before it. Offsets and those timestamps only
+//! grow along the index, so a lookup by offset or by time is a binary
+//! search and then a walk over at most one interval's batch headers. Only
+//! the entries are held in memory, a few per 4 KiB of log, whatever the
+//! number of batches.
+//!
+//! A closed segment's index is written beside it (`<base offset>.index`)
+//! when the segment rolls, and the active segment's at a clean shutdown, so
+//! that start-up need not rescan them. The file ends with a footer that
+//! names how many bytes of the segment it covers and a CRC32C of the whole;
+//! an index whose CRC fails or that covers a different length than the
+//! segment has is not used, and the segment is scanned instead.
+
+use std::fs::File;
+use std::io;
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES};
+
+/// Kafka's `log.index.interval.bytes` default: an index entry per 4 KiB.
+pub const INDEX_INTERVAL_BYTES: u64 = 4096;
+/// How much of a segment file one read takes while walking batch headers.
+const WALK_WINDOW_BYTES: usize = 64 * 1024;
+const INDEX_MAGIC: &[u8; 4] = b"MKI1";
+const INDEX_ENTRY_BYTES: usize = 24;
+/// covered bytes, last offset, max timestamp, its offset, first timestamp,
+/// entry count, CRC32C.
+const INDEX_FOOTER_BYTES: usize = 8 * 5 + 4 + 4;
+
+pub fn segment_file_name(base_offset: i64) -> String {
+    format!("{base_offset:020}.log")
+}
+
+pub fn index_file_name(base_offset: i64) -> String {
+    format!("{base_offset:020}.index")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The base offset of the batch that starts at `position`.
+    pub offset: i64,
+    pub position: u64,
+    /// The largest timestamp among the batches before `position`
+    /// (`i64::MIN` before the first).
+    pub max_timestamp_before: i64,
+}
+
+/// Where one batch is, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub position: u64,
+    pub size: u64,
+}
+
+impl BatchInfo {
+    pub fn from_header(header: &BatchHeader, position: u64) -> Self {
+        BatchInfo {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            max_timestamp: header.max_timestamp,
+            position,
+            size: header.total_bytes() as u64,
+        }
+    }
+}
+
+pub enum Backing {
+    File { path: PathBuf, file: File },
+    Memory(Vec<u8>),
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    pub backing: Backing,
+    /// Bytes of whole, valid batches.
+    pub size: u64,
+    index: Vec<IndexEntry>,
+    /// Bytes of batches since the last index entry.
+    bytes_since_entry: u64,
+    /// The last offset of the last batch, `None` while empty.
+    pub last_offset: Option<i64>,
+    /// The largest batch timestamp (`i64::MIN` while empty) and the base
+    /// offset of the first batch that has it.
+    pub max_timestamp: i64,
+    pub max_timestamp_offset: i64,
+    /// The first batch's largest timestamp: a segment's age for
+    /// `segment.ms` counts from it, as Kafka's does.
+    pub first_timestamp: Option<i64>,
+    /// When the segment was created (wall clock, ms): by this process, or
+    /// the file's birth time. Old producer timestamps would otherwise make
+    /// the active segment roll at every append.
+    pub created_ms: Option<i64>,
+}
+
+impl Segment {
+    pub fn new(base_offset: i64, backing: Backing) -> Self {
+        Segment {
+            base_offset,
+            backing,
+            size: 0,
+            index: Vec::new(),
+            bytes_since_entry: 0,
+            last_offset: None,
+            max_timestamp: i64::MIN,
+            max_timestamp_offset: -1,
+            first_timestamp: None,
+            created_ms: None,
+        }
+    }
+
+    pub fn created_at(mut self, ms: i64) -> Self {
+        self.created_ms = Some(ms);
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last_offset.is_none()
+    }
+
+    /// Index entries held (for tests and the memory figure).
+    pub fn index_entries(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Takes note of a batch that now ends the segment (appended, or found
+    /// by a scan).
+    pub fn note_batch(&mut self, batch: BatchInfo) {
+        debug_assert_eq!(batch.position, self.size);
+        if self.index.is_empty() || self.bytes_since_entry >= INDEX_INTERVAL_BYTES {
+            self.index.push(IndexEntry {
+                offset: batch.base_offset,
+                position: batch.position,
+                max_timestamp_before: self.max_timestamp,
+            });
+            self.bytes_since_entry = 0;
+        }
+        self.bytes_since_entry += batch.size;
+        self.size = batch.position + batch.size;
+        self.last_offset = Some(batch.last_offset);
+        if batch.max_timestamp > self.max_timestamp {
+            self.max_timestamp = batch.max_timestamp;
+            self.max_timestamp_offset = batch.base_offset;
+        }
+        self.first_timestamp.get_or_insert(batch.max_timestamp);
+    }
+
+    pub fn read_range(&self, position: u64, len: usize) -> io::Result<Bytes> {
+        match &self.backing {
+            Backing::File { file, .. } => {
+                let mut buf = BytesMut::zeroed(len);
+                file.read_exact_at(&mut buf, position)?;
+                Ok(buf.freeze())
+            }
+            Backing::Memory(bytes) => {
+                let range = usize::try_from(position)
+                    .ok()
+                    .and_then(|start| Some(start..start.checked_add(len)?))
+                    .filter(|range| range.end <= bytes.len())
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "read past a memory segment"))?;
+                Ok(Bytes::copy_from_slice(&bytes[range]))
+            }
+        }
+    }
+
+    /// Calls `visit` with each batch from the one starting at `position`
+    /// on, until it breaks or the segment ends. Reads headers only, in
+    /// windows, trusting what was validated when the batch was appended or
+    /// scanned.
+    pub fn walk_headers(
+        &self,
+        position: u64,
+        mut visit: impl FnMut(&BatchHeader, BatchInfo) -> ControlFlow<()>,
+    ) -> io::Result<()> {
+        let mut window = Bytes::new();
+        let mut window_start = position;
+        let mut at = position;
+        while at + BATCH_HEADER_BYTES as u64 <= self.size {
+            let in_window = at >= window_start && at + BATCH_HEADER_BYTES as u64 <= window_start + window.len() as u64;
+            if !in_window {
+                let len = (self.size - at).min(WALK_WINDOW_BYTES as u64) as usize;
+                window = self.read_range(at, len)?;
+                window_start = at;
+            }
+            let offset_in_window = (at - window_start) as usize;
+            let header = BatchHeader::parse(&window[offset_in_window..])
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a stored batch header does not parse"))?;
+            let batch = BatchInfo::from_header(&header, at);
+            if batch.size < BATCH_HEADER_BYTES as u64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a stored batch is too short",
+                ));
+            }
+            if visit(&header, batch).is_break() {
+                return Ok(());
+            }
+            at += batch.size;
+        }
+        Ok(())
+    }
+
+    /// The first batch, from `position` on, that `wanted` accepts.
+    pub fn find_from(&self, position: u64, wanted: impl Fn(&BatchInfo) -> bool) -> io::Result<Option<BatchInfo>> {
+        let mut found = None;
+        self.walk_headers(position, |_, batch| {
+            if wanted(&batch) {
+                found = Some(batch);
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// The batch holding `offset`, if this segment has it.
+    pub fn locate(&self, offset: i64) -> io::Result<Option<BatchInfo>> {
+        if self.last_offset.is_none_or(|last| last < offset) {
+            return Ok(None);
+        }
+        let at = self.index.partition_point(|e| e.offset <= offset).saturating_sub(1);
+        let start = self.index.get(at).map_or(0, |e| e.position);
+        self.find_from(start, |b| b.last_offset >= offset)
+    }
+
+    /// The first batch at or after `position` whose largest timestamp is at
+    /// least `timestamp`.
+    pub fn find_by_time(&self, timestamp: i64, position: u64) -> io::Result<Option<BatchInfo>> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        // Every batch before the last entry whose predecessors all stay
+        // below `timestamp` can be skipped.
+        let at = self
+            .index
+            .partition_point(|e| e.max_timestamp_before < timestamp)
+            .saturating_sub(1);
+        let start = self.index.get(at).map_or(0, |e| e.position).max(position);
+        self.find_from(start, |b| b.max_timestamp >= timestamp)
+    }
+
+    /// Whole batches from `position` on, up to `max_bytes` (with
+    /// `min_one`, the first batch whole even when it is larger).
+    pub fn read_batches(&self, position: u64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
+        let Some(first) = self.find_from(position, |_| true)? else {
+            return Ok(Bytes::new());
+        };
+        if first.size as usize > max_bytes {
+            return if min_one {
+                self.read_range(position, first.size as usize)
+            } else {
+                Ok(Bytes::new())
+            };
+        }
+        let len = ((self.size - position) as usize).min(max_bytes);
+        let bytes = self.read_range(position, len)?;
+        // Keep whole batches: each one's length is at bytes 8..12.
+        let mut end = 0usize;
+        while end + LOG_OVERHEAD_BYTES <= bytes.len() {
+            let mut length = &bytes[end + 8..end + LOG_OVERHEAD_BYTES];
+            let total = LOG_OVERHEAD_BYTES + length.get_i32().max(0) as usize;
+            if end + total > bytes.len() {
+                break;
+            }
+            end += total;
+        }
+        Ok(bytes.slice(..end))
+    }
+
+    /// The index file's bytes: entries, then the footer.
+    pub fn encode_index(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(INDEX_MAGIC.len() + self.index.len() * INDEX_ENTRY_BYTES + INDEX_FOOTER_BYTES);
+        out.put_slice(INDEX_MAGIC);
+        for e in &self.index {
+            out.put_i64(e.offset);
+            out.put_u64(e.position);
+            out.put_i64(e.max_timestamp_before);
+        }
+        out.put_u64(self.size);
+        out.put_i64(self.last_offset.unwrap_or(-1));
+        out.put_i64(self.max_timestamp);
+        out.put_i64(self.max_timestamp_offset);
+        out.put_i64(self.first_timestamp.unwrap_or(i64::MIN));
+        out.put_u32(self.index.len() as u32);
+        let crc = crc32c::crc32c(&out);
+        out.put_u32(crc);
+        out
+    }
+
+    /// Takes the index from an index file's bytes if they are whole and
+    /// cover exactly `file_bytes` of segment; `false` leaves the segment as
+    /// it was (empty), to be scanned.
+    pub fn load_index(&mut self, bytes: &[u8], file_bytes: u64) -> bool {
+        let Some(mut index) = IndexFile::decode(bytes) else {
+            return false;
+        };
+        if index.covered_bytes != file_bytes || (index.entries.is_empty() != (index.last_offset < 0)) {
+            return false;
+        }
+        if index
+            .entries
+            .first()
+            .is_some_and(|e| e.offset != self.base_offset || e.position != 0)
+        {
+            return false;
+        }
+        self.size = index.covered_bytes;
+        self.last_offset = (index.last_offset >= 0).then_some(index.last_offset);
+        self.max_timestamp = index.max_timestamp;
+        self.max_timestamp_offset = index.max_timestamp_offset;
+        self.first_timestamp = (index.first_timestamp != i64::MIN).then_some(index.first_timestamp);
+        // The interval restarts at the last entry: appends after a clean
+        // start may index a little more densely, which is harmless.
+        self.bytes_since_entry = index.entries.last().map_or(0, |e| self.size - e.position);
+        self.index = std::mem::take(&mut index.entries);
+        true
+    }
+
+    /// Writes this segment's index beside it (atomically).
+    pub fn write_index(&self, dir: &Path) -> Result<(), super::StorageError> {
+        super::write_atomically(&dir.join(index_file_name(self.base_offset)), &self.encode_index())
+    }
+}
+
+struct IndexFile {
+    entries: Vec<IndexEntry>,
+    covered_bytes: u64,
+    last_offset: i64,
+    max_timestamp: i64,
+    max_timestamp_offset: i64,
+    first_timestamp: i64,
+}
+
+impl IndexFile {
+    fn decode(bytes: &[u8]) -> Option<IndexFile> {
+        let body_len = bytes.len().checked_sub(4)?;
+        if bytes.len() < INDEX_MAGIC.len() + INDEX_FOOTER_BYTES || &bytes[..4] != INDEX_MAGIC {
+            return None;
+        }
+        let crc = (&bytes[body_len..]).get_u32();
+        if crc32c::crc32c(&bytes[..body_len]) != crc {
+            return None;
+        }
+        let entries_len = bytes.len() - INDEX_MAGIC.len() - INDEX_FOOTER_BYTES;
+        if !entries_len.is_multiple_of(INDEX_ENTRY_BYTES) {
+            return None;
+        }
+        let mut entries_bytes = &bytes[INDEX_MAGIC.len()..INDEX_MAGIC.len() + entries_len];
+        let mut entries = Vec::with_capacity(entries_len / INDEX_ENTRY_BYTES);
+        while entries_bytes.has_remaining() {
+            entries.push(IndexEntry {
+                offset: entries_bytes.get_i64(),
+                position: entries_bytes.get_u64(),
+                max_timestamp_before: entries_bytes.get_i64(),
+            });
+        }
+        let mut footer = &bytes[INDEX_MAGIC.len() + entries_len..];
+        let index = IndexFile {
+            entries,
+            covered_bytes: footer.get_u64(),
+            last_offset: footer.get_i64(),
+            max_timestamp: footer.get_i64(),
+            max_timestamp_offset: footer.get_i64(),
+            first_timestamp: footer.get_i64(),
+        };
+        (footer.get_u32() as usize == index.entries.len()).then_some(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::record_batch::tests::sample_batch;
+
+    /// A memory segment of `batches` sample batches of `records` each, with
+    /// timestamps as the sample batch has them.
+    fn memory_segment(batches: usize, records: usize) -> Segment {
+        let mut segment = Segment::new(0, Backing::Memory(Vec::new()));
+        let mut offset = 0i64;
+        for _ in 0..batches {
+            let mut batch = sample_batch(records).to_vec();
+            batch[..8].copy_from_slice(&offset.to_be_bytes());
+            let header = BatchHeader::parse(&batch).unwrap();
+            let info = BatchInfo::from_header(&header, segment.size);
+            if let Backing::Memory(bytes) = &mut segment.backing {
+                bytes.extend_from_slice(&batch);
+            }
+            segment.note_batch(info);
+            offset = header.last_offset() + 1;
+        }
+        segment
+    }
+
+    #[test]
+    fn the_index_is_sparse_and_lookups_find_every_offset() {
+        let segment = memory_segment(2000, 3);
+        let batch_bytes = sample_batch(3).len() as u64;
+        let expected_entries = (2000 * batch_bytes).div_ceil(INDEX_INTERVAL_BYTES + batch_bytes - 1);
+        assert!(
+            segment.index_entries() as u64 <= expected_entries + 1,
+            "{} entries",
+            segment.index_entries()
+        );
+        for offset in [0, 1, 2, 3, 2999, 5998, 5999] {
+            let batch = segment.locate(offset).unwrap().unwrap();
+            assert!(batch.base_offset <= offset && offset <= batch.last_offset, "{offset}");
+            assert_eq!(batch.position, (batch.base_offset / 3) as u64 * batch_bytes);
+        }
+        assert!(segment.locate(6000).unwrap().is_none());
+    }
+
+    #[test]
+    fn reads_keep_whole_batches() {
+        let segment = memory_segment(10, 2);
+        let batch_bytes = sample_batch(2).len();
+        let read = segment.read_batches(0, batch_bytes * 3 + 5, false).unwrap();
+        assert_eq!(read.len(), batch_bytes * 3);
+        assert!(segment.read_batches(0, 5, false).unwrap().is_empty());
+        assert_eq!(segment.read_batches(0, 5, true).unwrap().len(), batch_bytes);
+    }
+
+    #[test]
+    fn an_index_file_round_trips_and_refuses_damage() {
+        let segment = memory_segment(500, 2);
+        let bytes = segment.encode_index();
+        let mut loaded = Segment::new(0, Backing::Memory(Vec::new()));
+        assert!(loaded.load_index(&bytes, segment.size));
+        assert_eq!(loaded.index, segment.index);
+        assert_eq!(
+            (loaded.size, loaded.last_offset, loaded.max_timestamp),
+            (segment.size, segment.last_offset, segment.max_timestamp)
+        );
+        let mut other = Segment::new(0, Backing::Memory(Vec::new()));
+        assert!(!other.load_index(&bytes, segment.size + 1), "covers another length");
+        let mut scribbled = bytes.clone();
+        scribbled[10] ^= 1;
+        assert!(!other.load_index(&scribbled, segment.size), "CRC");
+        assert!(!other.load_index(&bytes[..bytes.len() - 1], segment.size), "torn");
+        assert!(other.is_empty());
+    }
+}
