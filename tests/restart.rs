@@ -144,3 +144,80 @@ async fn in_memory_brokers_write_nothing() {
     assert_eq!(stored_records(&broker, "ephemeral", 0).len(), 2);
     broker.shutdown().await;
 }
+
+/// Scribbled bytes at the end of the active segment, after a clean
+/// shutdown: the next start scans that segment anyway, cuts the batch whose
+/// CRC fails, reports it, and serves everything before it to a consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scribbled_last_bytes_are_cut_and_everything_before_is_served() {
+    use rdkafka::ClientConfig;
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    broker.broker().get_or_create_topic("scribbled", 1).unwrap();
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    for i in 0..10 {
+        produce_one(&mut client, "scribbled", 0, &format!("v{i}")).await;
+    }
+    let segment = broker
+        .broker()
+        .topic("scribbled")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log()
+        .path()
+        .unwrap()
+        .to_path_buf();
+    broker.shutdown().await;
+
+    let length = std::fs::metadata(&segment).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"scribble", length - 8).unwrap();
+    drop(file);
+
+    let broker = start(config(dir.path(), 1)).await;
+    let recovery = broker
+        .broker()
+        .topic("scribbled")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log()
+        .recovery();
+    assert!(recovery.clean, "the shutdown was clean");
+    assert_eq!(
+        recovery.bytes_cut,
+        one_record_batch("v9").len() as u64,
+        "the last batch went"
+    );
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "unused-with-assign")
+        .set("check.crcs", "true")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset("scribbled", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let values = tokio::task::spawn_blocking(move || {
+        let mut values = Vec::new();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while values.len() < 9 && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(100)) {
+                values.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+            }
+        }
+        values
+    })
+    .await
+    .unwrap();
+    let expected: Vec<String> = (0..9).map(|i| format!("v{i}")).collect();
+    assert_eq!(values, expected);
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    assert_eq!(produce_one(&mut client, "scribbled", 0, "v9 again").await, 9);
+    broker.shutdown().await;
+}

@@ -8,22 +8,22 @@
 //! remove whole segments from the front and move the log start offset,
 //! which is checkpointed (`log-start-offset`, written atomically).
 //!
-//! Recovery. A clean close writes the active segment's index, a snapshot
-//! of the producers' state and a `clean-shutdown` marker; open removes the
-//! marker. So at open:
-//! - after a clean shutdown, every segment whose index file is whole and
-//!   covers the segment's length is taken as it is: nothing is rescanned;
-//! - after an unclean one (no marker), the active segment is scanned batch
-//!   by batch (length, magic, CRC32C, dense offsets) and cut at the first
-//!   batch that fails, with a log line saying how much went and why.
-//!   Closed segments were fsynced before anything was written after them,
-//!   and their index after that, so a closed segment with a whole index is
-//!   trusted, as Kafka trusts what lies below its recovery point;
-//! - any segment without a usable index is scanned, and its index rebuilt;
-//!   everything after a cut is removed.
+//! Recovery. A clean close syncs the log, writes a snapshot of the
+//! producers' state and then a `clean-shutdown` marker; open removes the
+//! marker, so a crash after it looks unclean. At open, a segment is scanned
+//! batch by batch (length, magic, CRC32C, dense offsets) and cut at the
+//! first batch that fails, with a log line saying how much went and why,
+//! when it is:
+//! - the last (active) segment, always: it is the one a crash tears, and
+//!   the one damage is cut from;
+//! - any segment, after an unclean shutdown (no marker);
+//! - a closed segment whose index file is missing, damaged or covers
+//!   another length than the segment has (the index is rebuilt).
 //!
-//! Producer state comes from the newest snapshot at or below the log end,
-//! then the batch headers after it.
+//! So after a clean shutdown only the active segment is read, whatever the
+//! size of the log. Everything after a cut is removed. Producer state
+//! comes from the newest snapshot at or below the log end, then the batch
+//! headers after it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, IoSlice, Read, Write};
@@ -179,18 +179,22 @@ impl PartitionLog {
             );
             // The file's birth time where the file system keeps one: the
             // floor of the segment's age for segment.ms.
-            segment.created_ms = Some(
+            let created_ms = Some(
                 metadata
                     .created()
                     .ok()
                     .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                     .map_or_else(now_ms, |d| d.as_millis() as i64),
             );
+            segment.created_ms = created_ms;
             let follows = expected.is_none_or(|e| e == base);
-            let trusted = (i < last || clean)
+            let index_ok = i < last
                 && follows
                 && std::fs::read(&index_path).is_ok_and(|bytes| segment.load_index(&bytes, file_bytes));
-            if !trusted {
+            if !(clean && index_ok) {
+                let segment_file = segment.backing;
+                segment = Segment::new(base, segment_file);
+                segment.created_ms = created_ms;
                 recovery.segments_scanned += 1;
                 let valid_bytes = scan(&mut segment, expected).map_err(io_err(&path))?;
                 if valid_bytes < file_bytes {
@@ -208,9 +212,11 @@ impl PartitionLog {
                     cut = true;
                 }
                 if i < last && !cut {
-                    // A closed segment's rebuilt index spares the next start the scan.
-                    if let Err(e) = segment.write_index(dir) {
-                        tracing::warn!(error = %e, "could not write a rebuilt segment index");
+                    if !index_ok {
+                        // A rebuilt index spares the next clean start the scan.
+                        if let Err(e) = segment.write_index(dir) {
+                            tracing::warn!(error = %e, "could not write a rebuilt segment index");
+                        }
                     }
                 } else {
                     remove_if_present(&index_path)?;
@@ -581,24 +587,19 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Syncs the log and leaves what the next open needs to skip recovery:
-    /// the active segment's index, a producer state snapshot, and the
-    /// clean-shutdown marker, last.
+    /// Syncs the log and leaves what the next open needs to skip most of
+    /// recovery: a producer state snapshot, then the clean-shutdown marker.
     pub fn close(&mut self) -> Result<(), StorageError> {
         let Some(dir) = self.dir.clone() else { return Ok(()) };
         self.sync().map_err(|e| StorageError::io(&dir, e))?;
-        self.segments
-            .last()
-            .expect("a log always has a segment")
-            .write_index(&dir)?;
         self.write_snapshot()?;
         write_atomically(&dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
         self.closed = true;
         Ok(())
     }
 
-    /// An append after [`close`](Self::close): the active segment's index
-    /// is about to be stale, so the marker goes first.
+    /// An append after [`close`](Self::close): the log is about to differ
+    /// from what the marker vouches for, so the marker goes first.
     fn reopen_after_close(&mut self) -> io::Result<()> {
         if let Some(dir) = &self.dir {
             remove_if_present(&dir.join(CLEAN_SHUTDOWN_MARKER)).map_err(|e| io::Error::other(e.to_string()))?;
@@ -1026,7 +1027,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_clean_close_nothing_is_rescanned_and_after_a_crash_only_the_active_segment() {
+    fn after_a_clean_close_only_the_active_segment_is_scanned_and_after_a_crash_all() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = log_with_segments(dir.path(), 4);
         log.close().unwrap();
@@ -1036,15 +1037,16 @@ mod tests {
             log.recovery(),
             Recovery {
                 clean: true,
-                segments_scanned: 0,
+                segments_scanned: 1,
                 bytes_cut: 0
-            }
+            },
+            "only the active segment is read"
         );
         assert_eq!((log.next_offset(), log.batches().unwrap().len()), (16, 8));
         // Opening took the marker away: dropping the log now is a crash.
         drop(log);
         let mut log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 1));
+        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 4));
         assert_eq!(log.next_offset(), 16);
         assert_eq!(append(&mut log, 1).base_offset, 16);
         let read = log.read_from(5, usize::MAX, true).unwrap();
@@ -1063,12 +1065,12 @@ mod tests {
         bytes[6] ^= 0xff;
         std::fs::write(&index, bytes).unwrap();
         let mut log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!(log.recovery().segments_scanned, 2);
+        assert_eq!(log.recovery().segments_scanned, 3);
         assert_eq!(log.next_offset(), 12);
         log.close().unwrap();
         drop(log);
         let log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!(log.recovery().segments_scanned, 0, "the rebuilt indexes were written");
+        assert_eq!(log.recovery().segments_scanned, 1, "the rebuilt indexes were written");
         assert_eq!(log.batches().unwrap().len(), 6);
     }
 
