@@ -169,6 +169,7 @@ async fn help_documents_every_flag() {
         "--group-min-session-timeout-ms",
         "--group-max-session-timeout-ms",
         "--segment-bytes",
+        "--log-roll-ms",
         "--retention-ms",
         "--retention-bytes",
         "--log-retention-check-interval-ms",

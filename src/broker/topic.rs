@@ -24,6 +24,8 @@ pub struct Partition {
     /// need durability queue here: while one fsyncs, the others wait, and
     /// one fsync then covers them all (group commit).
     durable: tokio::sync::Mutex<i64>,
+    /// Fsyncs `make_durable` has run (for the group commit figure).
+    durable_syncs: std::sync::atomic::AtomicU64,
 }
 
 impl Partition {
@@ -33,6 +35,7 @@ impl Partition {
             index,
             log: Mutex::new(log),
             durable: tokio::sync::Mutex::new(durable),
+            durable_syncs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -50,6 +53,7 @@ impl Partition {
                 .await
                 .map_err(std::io::Error::other)
                 .and_then(|result| result);
+            self.durable_syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = synced {
                 self.log().mark_sync_failed();
                 return Err(e);
@@ -59,6 +63,11 @@ impl Partition {
             *durable = i64::MAX; // in memory: nothing to sync
         }
         Ok(())
+    }
+
+    /// How many fsyncs producers waiting for durability have caused.
+    pub fn durable_syncs(&self) -> u64 {
+        self.durable_syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The partition's log. Held only for synchronous work, never across an

@@ -454,14 +454,19 @@ impl PartitionLog {
         })
     }
 
+    /// The index of the segment that would hold `offset`: the last one
+    /// starting at or before it.
+    fn first_segment_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1)
+    }
+
     /// The first batch holding `offset` or after it (a segment may end
     /// before the next one's base), with the index of its segment.
     fn locate(&self, offset: i64) -> io::Result<Option<(usize, BatchInfo)>> {
         let offset = offset.max(self.log_start_offset);
-        let first = self
-            .segments
-            .partition_point(|s| s.base_offset <= offset)
-            .saturating_sub(1);
+        let first = self.first_segment_for(offset);
         for (i, segment) in self.segments.iter().enumerate().skip(first) {
             let found = if segment.base_offset >= offset {
                 segment.find_from(0, |_| true)?
@@ -479,10 +484,15 @@ impl PartitionLog {
     /// from one segment. With `min_one`, the first batch comes whole even
     /// when it is larger (KIP-74), so a reader always makes progress.
     pub fn read_from(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
-        match self.locate(offset)? {
-            Some((s, batch)) => self.segments[s].read_batches(batch.position, max_bytes, min_one),
-            None => Ok(Bytes::new()),
+        let offset = offset.max(self.log_start_offset);
+        let first = self.first_segment_for(offset);
+        for segment in &self.segments[first..] {
+            let from = offset.max(segment.base_offset);
+            if segment.last_offset.is_some_and(|last| last >= from) {
+                return segment.read_from_offset(from, max_bytes, min_one);
+            }
         }
+        Ok(Bytes::new())
     }
 
     /// Bytes a read from `offset` could return (from the batch holding it to

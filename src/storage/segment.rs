@@ -29,8 +29,11 @@ use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEA
 
 /// Kafka's `log.index.interval.bytes` default: an index entry per 4 KiB.
 pub const INDEX_INTERVAL_BYTES: u64 = 4096;
-/// How much of a segment file one read takes while walking batch headers.
-const WALK_WINDOW_BYTES: usize = 64 * 1024;
+/// How much of a segment file the first read takes while walking batch
+/// headers: a lookup walks at most one index interval. Later reads of a
+/// long walk double, up to [`WALK_WINDOW_BYTES_MAX`].
+const WALK_WINDOW_BYTES_MIN: usize = 2 * INDEX_INTERVAL_BYTES as usize;
+const WALK_WINDOW_BYTES_MAX: usize = 256 * 1024;
 const INDEX_MAGIC: &[u8; 4] = b"MKI1";
 const INDEX_ENTRY_BYTES: usize = 24;
 /// covered bytes, last offset, max timestamp, its offset, first timestamp,
@@ -186,13 +189,15 @@ impl Segment {
     ) -> io::Result<()> {
         let mut window = Bytes::new();
         let mut window_start = position;
+        let mut window_bytes = WALK_WINDOW_BYTES_MIN;
         let mut at = position;
         while at + BATCH_HEADER_BYTES as u64 <= self.size {
             let in_window = at >= window_start && at + BATCH_HEADER_BYTES as u64 <= window_start + window.len() as u64;
             if !in_window {
-                let len = (self.size - at).min(WALK_WINDOW_BYTES as u64) as usize;
+                let len = (self.size - at).min(window_bytes as u64) as usize;
                 window = self.read_range(at, len)?;
                 window_start = at;
+                window_bytes = (window_bytes * 2).min(WALK_WINDOW_BYTES_MAX);
             }
             let offset_in_window = (at - window_start) as usize;
             let header = BatchHeader::parse(&window[offset_in_window..])
@@ -252,32 +257,52 @@ impl Segment {
         self.find_from(start, |b| b.max_timestamp >= timestamp)
     }
 
-    /// Whole batches from `position` on, up to `max_bytes` (with
-    /// `min_one`, the first batch whole even when it is larger).
-    pub fn read_batches(&self, position: u64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
-        let Some(first) = self.find_from(position, |_| true)? else {
+    /// Whole batches from the one holding `offset` on, up to `max_bytes`
+    /// (with `min_one`, the first batch whole even when it is larger).
+    /// One read from the index entry before `offset` usually covers both
+    /// the walk to its batch and the batches returned.
+    pub fn read_from_offset(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
+        if self.last_offset.is_none_or(|last| last < offset) {
             return Ok(Bytes::new());
+        }
+        let at = self.index.partition_point(|e| e.offset <= offset).saturating_sub(1);
+        let entry = self.index.get(at).map_or(0, |e| e.position);
+        let span = (self.size - entry).min((2 * INDEX_INTERVAL_BYTES).saturating_add(max_bytes as u64));
+        let bytes = self.read_range(entry, span as usize)?;
+        let mut walked = 0usize;
+        let first = loop {
+            let Some(header) = bytes.get(walked..).and_then(BatchHeader::parse) else {
+                // A batch larger than the read lies between: walk the file.
+                return match self.locate(offset)? {
+                    Some(batch) => self.read_whole_batches(batch.position, batch.size, max_bytes, min_one),
+                    None => Ok(Bytes::new()),
+                };
+            };
+            if header.last_offset() >= offset {
+                break header.total_bytes() as u64;
+            }
+            walked += header.total_bytes();
         };
-        if first.size as usize > max_bytes {
+        let start = entry + walked as u64;
+        let want = ((self.size - start) as usize).min(max_bytes);
+        if first as usize <= want && walked + want <= bytes.len() {
+            return Ok(whole_batches(bytes.slice(walked..walked + want)));
+        }
+        self.read_whole_batches(start, first, max_bytes, min_one)
+    }
+
+    /// Whole batches from the one at `position` (of `first_size` bytes) on,
+    /// up to `max_bytes`, read from the file.
+    fn read_whole_batches(&self, position: u64, first_size: u64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
+        if first_size as usize > max_bytes {
             return if min_one {
-                self.read_range(position, first.size as usize)
+                self.read_range(position, first_size as usize)
             } else {
                 Ok(Bytes::new())
             };
         }
         let len = ((self.size - position) as usize).min(max_bytes);
-        let bytes = self.read_range(position, len)?;
-        // Keep whole batches: each one's length is at bytes 8..12.
-        let mut end = 0usize;
-        while end + LOG_OVERHEAD_BYTES <= bytes.len() {
-            let mut length = &bytes[end + 8..end + LOG_OVERHEAD_BYTES];
-            let total = LOG_OVERHEAD_BYTES + length.get_i32().max(0) as usize;
-            if end + total > bytes.len() {
-                break;
-            }
-            end += total;
-        }
-        Ok(bytes.slice(..end))
+        Ok(whole_batches(self.read_range(position, len)?))
     }
 
     /// The index file's bytes: entries, then the footer.
@@ -333,6 +358,21 @@ impl Segment {
     pub fn write_index(&self, dir: &Path) -> Result<(), super::StorageError> {
         super::write_atomically(&dir.join(index_file_name(self.base_offset)), &self.encode_index())
     }
+}
+
+/// The whole batches at the front of `bytes` (each one's length is at its
+/// bytes 8..12).
+fn whole_batches(bytes: Bytes) -> Bytes {
+    let mut end = 0usize;
+    while end + LOG_OVERHEAD_BYTES <= bytes.len() {
+        let mut length = &bytes[end + 8..end + LOG_OVERHEAD_BYTES];
+        let total = LOG_OVERHEAD_BYTES + length.get_i32().max(0) as usize;
+        if end + total > bytes.len() {
+            break;
+        }
+        end += total;
+    }
+    bytes.slice(..end)
 }
 
 struct IndexFile {
@@ -426,10 +466,16 @@ mod tests {
     fn reads_keep_whole_batches() {
         let segment = memory_segment(10, 2);
         let batch_bytes = sample_batch(2).len();
-        let read = segment.read_batches(0, batch_bytes * 3 + 5, false).unwrap();
+        let read = segment.read_from_offset(3, batch_bytes * 3 + 5, false).unwrap();
         assert_eq!(read.len(), batch_bytes * 3);
-        assert!(segment.read_batches(0, 5, false).unwrap().is_empty());
-        assert_eq!(segment.read_batches(0, 5, true).unwrap().len(), batch_bytes);
+        assert_eq!(BatchHeader::parse(&read).unwrap().base_offset, 2);
+        assert!(segment.read_from_offset(0, 5, false).unwrap().is_empty());
+        assert_eq!(segment.read_from_offset(0, 5, true).unwrap().len(), batch_bytes);
+        assert_eq!(
+            segment.read_from_offset(19, usize::MAX, false).unwrap().len(),
+            batch_bytes
+        );
+        assert!(segment.read_from_offset(20, usize::MAX, true).unwrap().is_empty());
     }
 
     #[test]
