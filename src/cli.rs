@@ -295,6 +295,24 @@ struct BrokerArgs {
     /// Largest record batch accepted, in bytes (Kafka's message.max.bytes).
     #[arg(long, default_value_t = MESSAGE_MAX_BYTES_DEFAULT)]
     message_max_bytes: usize,
+    /// The most record bytes one Fetch answers (Kafka's fetch.max.bytes).
+    #[arg(long, default_value_t = minikafka::config::FETCH_MAX_BYTES_DEFAULT)]
+    fetch_max_bytes: usize,
+    /// Connections served at once; more wait to be accepted (Kafka's max.connections).
+    #[arg(long, default_value_t = minikafka::config::MAX_CONNECTIONS_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections: usize,
+    /// Connections from one IP address; more are closed (Kafka's max.connections.per.ip).
+    #[arg(long, default_value_t = minikafka::config::MAX_CONNECTIONS_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_connections_per_ip: usize,
+    /// Close connections with no traffic for this long (Kafka's connections.max.idle.ms).
+    #[arg(long, default_value_t = minikafka::config::CONNECTIONS_MAX_IDLE_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    connections_max_idle_ms: u64,
+    /// Request bytes read and not yet answered, across all connections;
+    /// a connection stops reading until its request fits (Kafka's
+    /// queued.max.request.bytes, unbounded there). At least
+    /// --socket-request-max-bytes.
+    #[arg(long, default_value_t = minikafka::config::QUEUED_MAX_REQUEST_BYTES_DEFAULT)]
+    queued_max_request_bytes: usize,
     /// When produced data is fsynced: os (leave it to the OS, as Kafka's
     /// default), or always (acks=1/all are answered after an fsync, shared by
     /// concurrent producers).
@@ -354,6 +372,11 @@ impl BrokerArgs {
             node_id: self.node_id,
             socket_request_max_bytes: self.socket_request_max_bytes,
             message_max_bytes: self.message_max_bytes,
+            fetch_max_bytes: self.fetch_max_bytes,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            connections_max_idle: std::time::Duration::from_millis(self.connections_max_idle_ms),
+            queued_max_request_bytes: self.queued_max_request_bytes,
             segment_bytes: self.segment_bytes,
             segment_ms: self.log_roll_ms,
             fsync_always: matches!(self.fsync, Fsync::Always),

@@ -7,6 +7,16 @@ use std::path::PathBuf;
 pub const SOCKET_REQUEST_MAX_BYTES_DEFAULT: usize = 100 * 1024 * 1024;
 /// Kafka's `message.max.bytes` default (1 MiB plus record batch overhead).
 pub const MESSAGE_MAX_BYTES_DEFAULT: usize = 1_048_588;
+/// Kafka's `fetch.max.bytes` default (55 MiB): the most a Fetch answers.
+pub const FETCH_MAX_BYTES_DEFAULT: usize = 57_671_680;
+/// Kafka's `max.connections` and `max.connections.per.ip` default: no limit.
+pub const MAX_CONNECTIONS_DEFAULT: usize = i32::MAX as usize;
+/// Kafka's `connections.max.idle.ms` default: 10 minutes.
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// The bound on request bytes held across the broker (Kafka's
+/// `queued.max.request.bytes`, unbounded there by default; bounded here so
+/// that many large producers cannot take the memory).
+pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -27,6 +37,23 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Largest record batch accepted (Kafka's `message.max.bytes`).
     pub message_max_bytes: usize,
+    /// The most record bytes one Fetch answers, whatever the client asks
+    /// (Kafka's `fetch.max.bytes`).
+    pub fetch_max_bytes: usize,
+    /// Connections served at once; more wait to be accepted (Kafka's
+    /// `max.connections`).
+    pub max_connections: usize,
+    /// Connections from one IP address; more are closed at once (Kafka's
+    /// `max.connections.per.ip`).
+    pub max_connections_per_ip: usize,
+    /// A connection with no bytes read or written for this long is closed
+    /// (Kafka's `connections.max.idle.ms`).
+    pub connections_max_idle: std::time::Duration,
+    /// Bytes of requests read and not yet answered, across all
+    /// connections; a connection stops reading until its frame fits
+    /// (Kafka's `queued.max.request.bytes`). Never below one maximal
+    /// frame (`socket_request_max_bytes`).
+    pub queued_max_request_bytes: usize,
     /// Consumer group settings (`group.*`).
     pub groups: crate::broker::coordinator::GroupConfig,
     /// Segment size of topics that do not set `segment.bytes` (Kafka's `log.segment.bytes`).
@@ -63,6 +90,11 @@ impl Default for BrokerConfig {
             node_id: 0,
             socket_request_max_bytes: SOCKET_REQUEST_MAX_BYTES_DEFAULT,
             message_max_bytes: MESSAGE_MAX_BYTES_DEFAULT,
+            fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+            max_connections_per_ip: MAX_CONNECTIONS_DEFAULT,
+            connections_max_idle: std::time::Duration::from_millis(CONNECTIONS_MAX_IDLE_MS_DEFAULT),
+            queued_max_request_bytes: QUEUED_MAX_REQUEST_BYTES_DEFAULT,
             groups: crate::broker::coordinator::GroupConfig::default(),
             segment_bytes: crate::storage::log::SEGMENT_BYTES_DEFAULT,
             segment_ms: crate::storage::log::SEGMENT_MS_DEFAULT,

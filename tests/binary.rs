@@ -5,62 +5,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
-
 use common::*;
 use minikafka::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
 use minikafka::protocol::messages::{Request, Response};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-struct RunningBinary {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-/// Starts `minikafka broker` on an ephemeral port and reads the bound
-/// address from its "listening" log line.
-async fn spawn_broker(data_dir: &Path) -> RunningBinary {
-    spawn_broker_with(data_dir, &[]).await
-}
-
-async fn spawn_broker_with(data_dir: &Path, extra: &[&str]) -> RunningBinary {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_minikafka"))
-        .args([
-            "broker",
-            "--listen",
-            "127.0.0.1:0",
-            "--num-partitions",
-            "3",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "minikafka=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(DEADLINE, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("minikafka listening") {
-                let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-                return addr.parse().unwrap();
-            }
-        }
-        panic!("the broker exited before listening");
-    })
-    .await
-    .expect("the broker starts listening");
-    // Keep draining its log so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    RunningBinary { child, addr }
-}
+use tokio::process::Command;
 
 async fn stop(mut broker: RunningBinary, signal: &str) {
     let pid = broker.child.id().unwrap().to_string();

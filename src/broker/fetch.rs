@@ -100,7 +100,7 @@ fn probe(broker: &Broker, version: i16, request: &FetchRequest) -> (u64, bool) {
 
 fn respond(broker: &Broker, version: i16, request: &FetchRequest) -> FetchResponse {
     let mut budget = if version >= 3 {
-        request.max_bytes.max(0) as usize
+        (request.max_bytes.max(0) as usize).min(broker.config().fetch_max_bytes)
     } else {
         usize::MAX
     };

@@ -5,26 +5,39 @@
 //! (it mutes a connection while a request is in flight), so responses leave
 //! in the order requests came even when a client pipelines. Every complete
 //! frame already read is handled before the responses are written, so a
-//! pipelining client gets its answers in few syscalls.
+//! pipelining client gets its answers in few syscalls, and nothing more is
+//! read until they are: what a client has in flight is bounded by one read.
+//!
+//! A frame's whole size is reserved under the broker-wide bound on request
+//! bytes (`limits`) as soon as its size prefix is read, before its body, and
+//! given back once it is answered, as Kafka's memory pool does: when the
+//! bound is reached, connections stop reading and their clients wait.
+//! Reserving whole frames, never parts, means every frame being read can
+//! finish, so connections waiting for room cannot starve each other. Bytes
+//! read between frames (at most one chunk per connection) are not counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use super::limits::{ConnectionSlot, Limits};
 use crate::broker::{Broker, Reply, api_versions_unsupported};
 use crate::protocol::api::api_name;
 use crate::protocol::header::RequestPrefix;
 use crate::protocol::messages::{Request, Response, response_header_is_flexible};
 use crate::protocol::{ApiKey, DecodeError, RequestHeader, ResponseHeader};
 
-/// Read buffer growth step while a large frame arrives: memory follows the
-/// bytes actually received, not the size a frame claims.
+/// The most one read takes between frames: memory follows the bytes
+/// actually received, not the size a frame claims.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// The most one read takes of a large frame's body.
+const READ_BODY_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Responses are written out once this many bytes wait, even if more
 /// pipelined requests are already read: memory per connection stays bounded.
@@ -49,6 +62,8 @@ enum ConnectionError {
     UnsupportedVersion { key: i16, name: &'static str, version: i16 },
     #[error("{0}")]
     ClosedByBroker(String),
+    #[error("idle for {0:?} (connections.max.idle.ms)")]
+    Idle(Duration),
     #[error("malformed {name} v{version} request: {error}")]
     BadRequest {
         name: &'static str,
@@ -64,6 +79,17 @@ pub(super) struct Connection {
     shutdown: watch::Receiver<bool>,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    limits: Arc<Limits>,
+    _slot: ConnectionSlot,
+    /// Request bytes reserved under `limits` for the frame at the front of
+    /// `read_buf` (0 until its size prefix has been read).
+    reserved: usize,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.limits.release_request_bytes(self.reserved);
+    }
 }
 
 impl Connection {
@@ -71,15 +97,20 @@ impl Connection {
         socket: TcpStream,
         peer: SocketAddr,
         broker: Arc<Broker>,
-        shutdown: watch::Receiver<bool>,
+        limits: Arc<Limits>,
+        slot: ConnectionSlot,
     ) -> Self {
+        let shutdown = broker.shutdown_signal();
         Connection {
             socket,
             peer,
             broker,
             shutdown,
-            read_buf: BytesMut::with_capacity(8 * 1024),
-            write_buf: BytesMut::with_capacity(8 * 1024),
+            read_buf: BytesMut::new(),
+            write_buf: BytesMut::new(),
+            limits,
+            _slot: slot,
+            reserved: 0,
         }
     }
 
@@ -87,15 +118,20 @@ impl Connection {
         match self.serve().await {
             Ok(()) => tracing::debug!("connection closed"),
             Err(ConnectionError::Io(e)) => tracing::debug!(error = %e, "connection lost"),
+            Err(ConnectionError::Idle(idle)) => tracing::debug!(?idle, "closing an idle connection"),
             Err(reason) => tracing::warn!(peer = %self.peer, %reason, "closing connection"),
         }
     }
 
     async fn serve(&mut self) -> Result<(), ConnectionError> {
         let mut shutting_down = *self.shutdown.borrow();
+        let idle = self.broker.config().connections_max_idle;
         loop {
             while let Some(frame) = self.next_frame()? {
+                // The reservation, if any, was this frame's.
+                let held = std::mem::take(&mut self.reserved);
                 let outcome = self.handle_frame(frame).await;
+                self.limits.release_request_bytes(held);
                 if outcome.is_err() {
                     // Answer what came before the bad frame, then close.
                     let _ = self.flush().await;
@@ -106,18 +142,59 @@ impl Connection {
             if shutting_down {
                 return Ok(());
             }
-            tokio::select! {
-                read = self.socket.read_buf(&mut self.read_buf) => {
-                    if read? == 0 {
-                        return match self.read_buf.len() {
-                            0 => Ok(()),
-                            buffered => Err(ConnectionError::TruncatedFrame(buffered)),
-                        };
-                    }
+            // A frame whose size is known: room for all of it under the
+            // broker-wide bound before its body is read. While there is
+            // none, this connection reads nothing and its client waits.
+            if let Some(size) = self.frame_size()
+                && self.reserved == 0
+            {
+                let total = 4 + size;
+                tokio::select! {
+                    () = self.limits.reserve_request_bytes(total) => self.reserved = total,
+                    _ = Broker::stopped(&mut self.shutdown) => return Ok(()),
                 }
-                _ = Broker::stopped(&mut self.shutdown) => shutting_down = true,
+                // One allocation of the frame's size, rather than doublings.
+                self.read_buf.reserve(total - self.read_buf.len());
+            }
+            let want = self.read_size();
+            self.read_buf.reserve(want);
+            let mut room = (&mut self.read_buf).limit(want);
+            let read = tokio::select! {
+                read = self.socket.read_buf(&mut room) => Some(read?),
+                () = tokio::time::sleep(idle) => return Err(ConnectionError::Idle(idle)),
+                _ = Broker::stopped(&mut self.shutdown) => None,
+            };
+            match read {
+                Some(0) => {
+                    return match self.read_buf.len() {
+                        0 => Ok(()),
+                        buffered => Err(ConnectionError::TruncatedFrame(buffered)),
+                    };
+                }
+                Some(_) => {}
+                None => shutting_down = true,
             }
         }
+    }
+
+    /// How much the next read may take: the rest of a frame whose size is
+    /// known (in steps), or a chunk.
+    fn read_size(&self) -> usize {
+        let missing = match self.frame_size() {
+            Some(size) => (4 + size).saturating_sub(self.read_buf.len()),
+            None => 0,
+        };
+        if missing > READ_CHUNK_BYTES {
+            missing.min(READ_BODY_CHUNK_BYTES)
+        } else {
+            READ_CHUNK_BYTES
+        }
+    }
+
+    /// The size the frame at the front of the read buffer announces.
+    fn frame_size(&self) -> Option<usize> {
+        let prefix: [u8; 4] = self.read_buf.get(..4)?.try_into().ok()?;
+        usize::try_from(i32::from_be_bytes(prefix)).ok()
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
@@ -132,7 +209,6 @@ impl Connection {
     /// The size is checked before any room is made for the frame.
     fn next_frame(&mut self) -> Result<Option<Bytes>, ConnectionError> {
         if self.read_buf.len() < 4 {
-            self.read_buf.reserve(READ_CHUNK_BYTES);
             return Ok(None);
         }
         let size = i32::from_be_bytes([self.read_buf[0], self.read_buf[1], self.read_buf[2], self.read_buf[3]]);
@@ -148,12 +224,15 @@ impl Connection {
         }
         let total = 4 + size as usize;
         if self.read_buf.len() < total {
-            let missing = total - self.read_buf.len();
-            self.read_buf
-                .reserve(missing.min(READ_CHUNK_BYTES.max(self.read_buf.capacity())));
             return Ok(None);
         }
         let mut frame = self.read_buf.split_to(total);
+        if total > READ_CHUNK_BYTES {
+            // The rest of the buffer would keep the large allocation alive
+            // (and reuse it) after the frame is answered: memory outside the
+            // bound. A fresh buffer takes the few bytes after the frame.
+            self.read_buf = BytesMut::from(&self.read_buf[..]);
+        }
         frame.advance(4);
         Ok(Some(frame.freeze()))
     }

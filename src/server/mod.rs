@@ -6,12 +6,12 @@
 //! requests it has already read and closes; then the logs are synced.
 
 mod connection;
+mod limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -176,9 +176,10 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
         let broker = broker.clone();
         tokio::spawn(async move { broker.run_flusher().await })
     };
+    let limits = limits::Limits::new(broker.config());
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
-        accept_loops.spawn(accept_loop(listener, broker.clone(), broker.shutdown_signal()));
+        accept_loops.spawn(accept_loop(listener, broker.clone(), limits.clone()));
     }
     while accept_loops.join_next().await.is_some() {}
     let _ = timers.await;
@@ -189,15 +190,30 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
 }
 
 /// Accepts connections until shutdown, then waits for them to finish.
-async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Past `max.connections` it stops accepting until one closes; past
+/// `max.connections.per.ip` it closes the new connection with a log line.
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, limits: Arc<limits::Limits>) {
+    let mut shutdown = broker.shutdown_signal();
     let mut connections = JoinSet::new();
     loop {
+        let permit = tokio::select! {
+            permit = limits.connection_permit() => permit,
+            _ = Broker::stopped(&mut shutdown) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let slot = match limits.admit(permit, peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(count) => {
+                            tracing::warn!(%peer, connections = count, "closing connection: max.connections.per.ip reached");
+                            continue;
+                        }
+                    };
                     let _ = socket.set_nodelay(true);
                     let span = tracing::info_span!("connection", %peer);
-                    let conn = connection::Connection::new(socket, peer, broker.clone(), broker.shutdown_signal());
+                    let conn = connection::Connection::new(socket, peer, broker.clone(), limits.clone(), slot);
                     connections.spawn(conn.run().instrument(span));
                 }
                 Err(e) => {

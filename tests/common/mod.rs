@@ -154,6 +154,96 @@ impl RawClient {
     }
 }
 
+/// `minikafka broker` running as a child process.
+pub struct RunningBinary {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    /// The lines it has logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Starts `minikafka broker` on an ephemeral port and reads the bound
+/// address from its "listening" log line.
+pub async fn spawn_broker(data_dir: &Path) -> RunningBinary {
+    spawn_broker_with(data_dir, &[]).await
+}
+
+pub async fn spawn_broker_with(data_dir: &Path, extra: &[&str]) -> RunningBinary {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minikafka"))
+        .args([
+            "broker",
+            "--listen",
+            "127.0.0.1:0",
+            "--num-partitions",
+            "3",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(extra)
+        .env("RUST_LOG", "minikafka=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let addr = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            log.lock().unwrap().push(line.clone());
+            if line.contains("minikafka listening") {
+                let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+                return addr.parse().unwrap();
+            }
+        }
+        panic!("the broker exited before listening");
+    })
+    .await
+    .expect("the broker starts listening");
+    // Keep draining its log so it never blocks on a full pipe.
+    let kept = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    RunningBinary { child, addr, log }
+}
+
+impl RunningBinary {
+    /// The broker process's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.status_kib("VmHWM:") * 1024
+    }
+
+    /// The broker process's resident memory now (VmRSS), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        self.status_kib("VmRSS:") * 1024
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Log lines so far that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .cloned()
+            .collect()
+    }
+}
+
 /// Bytes one client sent through the proxy.
 type ConnectionLog = Arc<Mutex<Vec<u8>>>;
 
