@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's one "run every test" command: installs what the tests need
-# (kcat, a Python venv with kafka-python), then runs fmt, clippy and cargo test.
-# Extra arguments are passed to `cargo test`, e.g. `scripts/test.sh kcat`.
+# (kcat, a Python venv with kafka-python), then runs fmt, clippy, cargo test
+# and a bounded fuzz run (scripts/fuzz.sh, MINIKAFKA_FUZZ_SECONDS per target,
+# 30 by default). Extra arguments are passed to `cargo test`, e.g.
+# `scripts/test.sh kcat`, and then the fuzz run is skipped.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,3 +52,8 @@ cargo clippy --all-targets -- -D warnings
 
 echo "==> cargo test $*"
 cargo test "$@"
+
+if [ $# -eq 0 ]; then
+    echo "==> fuzz (bounded)"
+    bash scripts/fuzz.sh "${MINIKAFKA_FUZZ_SECONDS:-30}"
+fi

@@ -170,13 +170,48 @@ fn compress(compression: Compression, raw: &[u8]) -> std::io::Result<Vec<u8>> {
 /// length-prefixed raw snappy blocks. librdkafka sends raw snappy instead.
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 
+/// The most a batch's records may take once decompressed. Decompression
+/// reads what the producer sent, and a few compressed bytes can claim (or
+/// expand to) gigabytes: past this the batch is refused, not allocated.
+pub const DECOMPRESSED_BATCH_BYTES_MAX: usize = 128 * 1024 * 1024;
+
+fn too_large() -> std::io::Error {
+    std::io::Error::other(format!(
+        "records decompress to more than {DECOMPRESSED_BATCH_BYTES_MAX} bytes"
+    ))
+}
+
+/// Reads a decompressing reader to its end, refusing output past the bound.
+fn read_bounded(reader: impl Read, out: &mut Vec<u8>) -> std::io::Result<()> {
+    let room = (DECOMPRESSED_BATCH_BYTES_MAX - out.len()) as u64;
+    reader.take(room + 1).read_to_end(out)?;
+    if out.len() > DECOMPRESSED_BATCH_BYTES_MAX {
+        return Err(too_large());
+    }
+    Ok(())
+}
+
+/// One raw snappy block, its announced length checked before anything is
+/// allocated for it.
+fn snappy_block(block: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    let len = snap::raw::decompress_len(block).map_err(std::io::Error::other)?;
+    if len > DECOMPRESSED_BATCH_BYTES_MAX - out.len() {
+        return Err(too_large());
+    }
+    let start = out.len();
+    out.resize(start + len, 0);
+    let written = snap::raw::Decoder::new()
+        .decompress(block, &mut out[start..])
+        .map_err(std::io::Error::other)?;
+    out.truncate(start + written);
+    Ok(())
+}
+
 fn decompress(compression: Compression, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     match compression {
         Compression::None => out.extend_from_slice(data),
-        Compression::Gzip => {
-            flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out)?;
-        }
+        Compression::Gzip => read_bounded(flate2::read::MultiGzDecoder::new(data), &mut out)?,
         Compression::Snappy if data.starts_with(XERIAL_MAGIC) => {
             // Magic (8), version (4), compatible version (4), then blocks.
             let mut rest = data
@@ -190,25 +225,13 @@ fn decompress(compression: Compression, data: &[u8]) -> std::io::Result<Vec<u8>>
                 let block = rest
                     .get(4..4 + len)
                     .ok_or_else(|| std::io::Error::other("short xerial block"))?;
-                out.extend(
-                    snap::raw::Decoder::new()
-                        .decompress_vec(block)
-                        .map_err(std::io::Error::other)?,
-                );
+                snappy_block(block, &mut out)?;
                 rest = &rest[4 + len..];
             }
         }
-        Compression::Snappy => {
-            out = snap::raw::Decoder::new()
-                .decompress_vec(data)
-                .map_err(std::io::Error::other)?;
-        }
-        Compression::Lz4 => {
-            lz4_flex::frame::FrameDecoder::new(data).read_to_end(&mut out)?;
-        }
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::new(data)?.read_to_end(&mut out)?;
-        }
+        Compression::Snappy => snappy_block(data, &mut out)?,
+        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(data), &mut out)?,
+        Compression::Zstd => read_bounded(zstd::stream::read::Decoder::new(data)?, &mut out)?,
     }
     Ok(out)
 }
@@ -222,7 +245,9 @@ pub fn decode_batch(batch: &[u8]) -> Result<Vec<Record>, RecordsError> {
         .ok_or(RecordsError::UnknownCompression(header.attributes))?;
     let payload = decompress(compression, &batch[BATCH_HEADER_BYTES..end])?;
     let mut rest = &payload[..];
-    let mut records = Vec::with_capacity(header.records_count.max(0) as usize);
+    // The count is the producer's word: room for no more records than the
+    // bytes could hold (each takes at least 7).
+    let mut records = Vec::with_capacity((header.records_count.max(0) as usize).min(payload.len() / 7));
     while !rest.is_empty() {
         let (next, record) = record(rest, &header).map_err(|e| match e {
             nom::Err::Error(e) | nom::Err::Failure(e) => e,
@@ -335,6 +360,35 @@ mod tests {
             assert_eq!(BatchHeader::parse(&batch).unwrap().compression(), Some(compression));
             assert_eq!(decode_batch(&batch).unwrap(), sent, "{compression:?}");
         }
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/record_batch.rs): a snappy batch
+    /// whose block claims 2.4 GB made the decoder allocate all of it.
+    #[test]
+    fn decompression_refuses_what_would_exceed_the_bound() {
+        let mut claims_too_much = Vec::new();
+        // A raw snappy block's preamble is its decompressed length (varint).
+        let mut len = (DECOMPRESSED_BATCH_BYTES_MAX + 1) as u64;
+        while len >= 0x80 {
+            claims_too_much.push((len as u8) | 0x80);
+            len >>= 7;
+        }
+        claims_too_much.push(len as u8);
+        claims_too_much.extend_from_slice(&[0; 8]);
+        assert!(decompress(Compression::Snappy, &claims_too_much).is_err());
+        // A gzip bomb: a few KiB that expand past the bound.
+        let zeros = vec![0u8; 1 << 20];
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..=DECOMPRESSED_BATCH_BYTES_MAX >> 20 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        let bomb = encoder.finish().unwrap();
+        assert!(bomb.len() < DECOMPRESSED_BATCH_BYTES_MAX / 100);
+        let error = decompress(Compression::Gzip, &bomb).unwrap_err();
+        assert!(error.to_string().contains("more than"), "{error}");
+        // Within the bound, as before.
+        let small = compress(Compression::Lz4, b"hello").unwrap();
+        assert_eq!(decompress(Compression::Lz4, &small).unwrap(), b"hello");
     }
 
     #[test]
