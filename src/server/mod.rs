@@ -106,7 +106,7 @@ async fn bind_all(listeners: &[String]) -> Result<(Vec<TcpListener>, Vec<SocketA
                 source,
             })?;
         for addr in addrs {
-            match TcpListener::bind(addr).await {
+            match listen(addr) {
                 Ok(socket) => bound.push(socket),
                 // A loopback without IPv6 (containers) should not stop the
                 // broker when another address bound fine.
@@ -130,6 +130,24 @@ async fn bind_all(listeners: &[String]) -> Result<(Vec<TcpListener>, Vec<SocketA
             source,
         })?;
     Ok((bound, addrs))
+}
+
+/// Connections the kernel may hold completed but not yet accepted. A burst
+/// of connections past it would have some of theirs dropped and retried
+/// seconds later (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's and tokio's own bind do, so a restarted broker can bind its
+    // port while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 fn advertised_listener(config: &BrokerConfig, bound: &[SocketAddr]) -> Result<AdvertisedListener, StartError> {

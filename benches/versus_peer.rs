@@ -1,0 +1,498 @@
+//! minikafka beside a peer broker, Tansu 0.6, under the same load in one
+//! run, with the machine's loopback as the ceiling:
+//!
+//! - start-up (spawn to the first answered ApiVersions) and idle RSS;
+//! - produce 1,000,000 x 100 B and 100,000 x 10 KiB records to 6-partition
+//!   topics, acks=1 and acks=all, with librdkafka (rdkafka), and with
+//!   `minikafka perf produce` (acks=1);
+//! - consume each topic back from the beginning with rdkafka;
+//! - produce latency at 5,000 msg/s, acks=all, p50/p99/p99.9;
+//! - per phase, the broker's CPU seconds (user+sys, /proc) and peak RSS
+//!   (sampled every 5 ms);
+//! - the ceiling: the same bytes over one loopback connection into a sink.
+//!
+//! minikafka writes its log to disk (a temporary directory, default flush
+//! policy); Tansu keeps its data in memory (`memory://`).
+//!
+//! `scripts/bench_vs_tansu.sh` installs the peer and runs this; directly:
+//! `MINIKAFKA_PEER_TANSU=/path/to/tansu cargo bench --bench versus_peer`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PARTITIONS: i32 = 6;
+
+struct Broker {
+    name: &'static str,
+    child: std::process::Child,
+    addr: String,
+    startup: Duration,
+}
+
+impl Broker {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
+        (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) as f64 / 100.0
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        rss_of(self.pid())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_of(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Spawns a broker and waits for its first answered ApiVersions.
+fn spawn(name: &'static str, command: &mut std::process::Command, port: u16) -> Broker {
+    let started = Instant::now();
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let frame = minikafka::protocol::messages::Request::ApiVersions(Default::default()).encode_frame(3, 1, "bench");
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "{name} did not start");
+        if let Ok(mut stream) = std::net::TcpStream::connect(&addr) {
+            use std::io::{Read, Write};
+            let mut size = [0u8; 4];
+            if stream.write_all(&frame).is_ok() && stream.read_exact(&mut size).is_ok() {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Broker {
+        name,
+        child,
+        addr,
+        startup: started.elapsed(),
+    }
+}
+
+/// Samples a process's RSS every 5 ms until stopped; returns the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let thread = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    peak.fetch_max(rss_of(pid), Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        RssSampler { stop, peak, thread }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// One phase's figures for one broker.
+#[derive(Clone, Copy, Default)]
+struct Figures {
+    seconds: f64,
+    records: u64,
+    bytes: u64,
+    cpu_seconds: f64,
+    peak_rss: u64,
+}
+
+impl Figures {
+    fn records_per_second(&self) -> f64 {
+        self.records as f64 / self.seconds
+    }
+    fn mb_per_second(&self) -> f64 {
+        self.bytes as f64 / self.seconds / 1e6
+    }
+    fn cpu_per_gb(&self) -> f64 {
+        self.cpu_seconds / (self.bytes as f64 / 1e9)
+    }
+}
+
+fn measure(broker: &Broker, records: u64, bytes: u64, work: impl FnOnce()) -> Figures {
+    let sampler = RssSampler::start(broker.pid());
+    let cpu = broker.cpu_seconds();
+    let started = Instant::now();
+    work();
+    let seconds = started.elapsed().as_secs_f64();
+    Figures {
+        seconds,
+        records,
+        bytes,
+        cpu_seconds: broker.cpu_seconds() - cpu,
+        peak_rss: sampler.finish(),
+    }
+}
+
+fn create_topics(addr: &str, names: &[String]) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", addr).create().unwrap();
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
+            .collect();
+        let created = admin.create_topics(&topics, &AdminOptions::new()).await.unwrap();
+        for result in created {
+            result.unwrap();
+        }
+    });
+}
+
+fn produce(addr: &str, topic: &str, count: u64, size: usize, acks: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("acks", acks)
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create()
+        .unwrap();
+    let payload = vec![b'x'; size];
+    for i in 0..count {
+        let key = (i % 1024).to_be_bytes();
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&key[..]).payload(&payload)) {
+                Ok(()) => break,
+                Err((_, _)) => {
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}
+
+fn consume(addr: &str, topic: &str, count: u64) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", "bench-assign")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut read = 0;
+    while read < count {
+        assert!(Instant::now() < deadline, "consumed {read} of {count} from {topic}");
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            read += 1;
+        }
+    }
+}
+
+fn perf_produce(addr: &str, topic: &str, count: u64, size: usize) {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"))
+        .args([
+            "perf",
+            "produce",
+            "-b",
+            addr,
+            "-t",
+            topic,
+            "--acks",
+            "1",
+            "--linger-ms",
+            "5",
+        ])
+        .args(["--batch-size", "1000000", "--num-records", &count.to_string()])
+        .args(["--record-size", &size.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Latencies (ms) of `count` acks=all sends at `rate` per second.
+fn latencies(addr: &str, topic: &str, rate: u64, count: u64) -> Vec<f64> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", addr)
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .create()
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));
+        let mut sends = tokio::task::JoinSet::new();
+        for i in 0..count {
+            tick.tick().await;
+            let producer = producer.clone();
+            let topic = topic.to_string();
+            sends.spawn(async move {
+                let started = Instant::now();
+                let value = vec![b'x'; 100];
+                let key = i.to_be_bytes();
+                producer
+                    .send(
+                        FutureRecord::to(&topic).key(&key[..]).payload(&value),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+                started.elapsed().as_secs_f64() * 1000.0
+            });
+        }
+        let mut all = Vec::with_capacity(count as usize);
+        while let Some(latency) = sends.join_next().await {
+            all.push(latency.unwrap());
+        }
+        all.sort_by(f64::total_cmp);
+        all
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+/// The same bytes through one loopback connection into a sink: MB/s.
+fn ceiling(bytes: u64) -> f64 {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut total = 0u64;
+            loop {
+                let n = socket.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return total;
+                }
+                total += n as u64;
+            }
+        });
+        let chunk = vec![b'x'; 1 << 20];
+        let started = Instant::now();
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut sent = 0;
+        while sent < bytes {
+            let n = (bytes - sent).min(chunk.len() as u64) as usize;
+            socket.write_all(&chunk[..n]).await.unwrap();
+            sent += n as u64;
+        }
+        drop(socket);
+        assert_eq!(sink.await.unwrap(), bytes);
+        bytes as f64 / started.elapsed().as_secs_f64() / 1e6
+    })
+}
+
+struct Phase {
+    name: String,
+    ceiling_mb_s: Option<f64>,
+    figures: Vec<Figures>,
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let Ok(tansu) = std::env::var("MINIKAFKA_PEER_TANSU") else {
+        eprintln!("set MINIKAFKA_PEER_TANSU to Tansu's binary (scripts/bench_vs_tansu.sh does)");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let mut brokers = Vec::new();
+    for which in ["minikafka", "tansu"] {
+        let port = free_port();
+        let broker = if which == "minikafka" {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"));
+            command
+                .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+                .arg(data.path())
+                .args(["--log-level", "warn"]);
+            spawn("minikafka", &mut command, port)
+        } else {
+            let url = format!("tcp://127.0.0.1:{port}");
+            let mut command = std::process::Command::new(&tansu);
+            command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);
+            command.args(["--storage-engine", "memory://tansu/"]);
+            spawn("tansu", &mut command, port)
+        };
+        brokers.push(broker);
+    }
+    std::thread::sleep(Duration::from_secs(1)); // settle before idle RSS
+    let idle: Vec<u64> = brokers.iter().map(Broker::rss_bytes).collect();
+
+    let loads: [(&str, u64, usize); 2] = [("100B", 1_000_000, 100), ("10KiB", 100_000, 10 * 1024)];
+    let mut phases: Vec<Phase> = Vec::new();
+    let mut add = |name: String, ceiling_mb_s: Option<f64>, figures: Vec<Figures>| {
+        phases.push(Phase {
+            name,
+            ceiling_mb_s,
+            figures,
+        })
+    };
+    for (label, count, size) in loads {
+        let bytes = count * size as u64;
+        let ceiling_mb_s = ceiling(bytes);
+        for acks in ["1", "all"] {
+            let topic = format!("rd-{label}-acks{acks}");
+            let figures = brokers
+                .iter()
+                .map(|b| {
+                    create_topics(&b.addr, std::slice::from_ref(&topic));
+                    measure(b, count, bytes, || produce(&b.addr, &topic, count, size, acks))
+                })
+                .collect();
+            add(
+                format!("produce {count} x {label}, acks={acks}, rdkafka"),
+                Some(ceiling_mb_s),
+                figures,
+            );
+            let figures = brokers
+                .iter()
+                .map(|b| measure(b, count, bytes, || consume(&b.addr, &topic, count)))
+                .collect();
+            add(
+                format!("consume {count} x {label} (acks={acks} topic), rdkafka"),
+                None,
+                figures,
+            );
+        }
+        let topic = format!("perf-{label}");
+        let figures = brokers
+            .iter()
+            .map(|b| {
+                create_topics(&b.addr, std::slice::from_ref(&topic));
+                measure(b, count, bytes, || perf_produce(&b.addr, &topic, count, size))
+            })
+            .collect();
+        add(
+            format!("produce {count} x {label}, acks=1, minikafka perf produce"),
+            Some(ceiling_mb_s),
+            figures,
+        );
+    }
+
+    println!();
+    println!("minikafka: release binary, log on disk (default flush policy); tansu 0.6: memory://, data in memory");
+    println!(
+        "start-up to first ApiVersions: minikafka {:.1} ms, tansu {:.1} ms; idle RSS: minikafka {:.1} MB, tansu {:.1} MB",
+        brokers[0].startup.as_secs_f64() * 1000.0,
+        brokers[1].startup.as_secs_f64() * 1000.0,
+        idle[0] as f64 / 1e6,
+        idle[1] as f64 / 1e6
+    );
+    println!();
+    println!(
+        "{:<58} {:>10} {:>9} {:>8} {:>8} {:>9}   {:>10} {:>9} {:>8} {:>8} {:>9}   {:>6} {:>7} {:>8}",
+        "phase",
+        "mk rec/s",
+        "mk MB/s",
+        "mk cpu",
+        "cpu/GB",
+        "mk RSS",
+        "peer rec/s",
+        "peer MB/s",
+        "peer cpu",
+        "cpu/GB",
+        "peer RSS",
+        "thrpt",
+        "cpu/GB",
+        "ceiling"
+    );
+    for phase in &phases {
+        let (ours, theirs) = (phase.figures[0], phase.figures[1]);
+        let ceiling = phase
+            .ceiling_mb_s
+            .map_or_else(|| "-".to_string(), |c| format!("{:.2}", ours.mb_per_second() / c));
+        println!(
+            "{:<58} {:>10.0} {:>9.1} {:>8.2} {:>8.2} {:>8.0}M   {:>10.0} {:>9.1} {:>8.2} {:>8.2} {:>8.0}M   {:>6.2} {:>7.2} {:>8}",
+            phase.name,
+            ours.records_per_second(),
+            ours.mb_per_second(),
+            ours.cpu_seconds,
+            ours.cpu_per_gb(),
+            ours.peak_rss as f64 / 1e6,
+            theirs.records_per_second(),
+            theirs.mb_per_second(),
+            theirs.cpu_seconds,
+            theirs.cpu_per_gb(),
+            theirs.peak_rss as f64 / 1e6,
+            ours.records_per_second() / theirs.records_per_second(),
+            ours.cpu_per_gb() / theirs.cpu_per_gb(),
+            ceiling
+        );
+    }
+    println!("(thrpt and cpu/GB columns: minikafka / peer; ceiling: minikafka MB/s / the loopback sink's MB/s)");
+
+    println!();
+    for broker in &brokers {
+        let topic = "latency".to_string();
+        create_topics(&broker.addr, std::slice::from_ref(&topic));
+        let sorted = latencies(&broker.addr, &topic, 5000, 25_000);
+        println!(
+            "{:<9} produce latency at 5,000 msg/s, acks=all: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            broker.name,
+            percentile(&sorted, 0.50),
+            percentile(&sorted, 0.99),
+            percentile(&sorted, 0.999)
+        );
+    }
+}
