@@ -4,6 +4,12 @@
 # request frames captured from real clients in tests/fixtures/requests.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#   scripts/fuzz.sh ci
+#
+# With seconds (default 30), each run explores from a random seed. `ci` is
+# what the test command runs: a fixed seed and a fixed number of inputs per
+# target (about 30 s each here), so that it passes or fails the same way
+# every time for the same code; the open-ended search is the timed runs.
 #
 # Installs cargo-fuzz when it is missing. cargo-fuzz needs a nightly
 # compiler's flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them,
@@ -14,6 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds="${1:-30}"
 shift || true
+declare -A ci_runs=([request_frame]=1000000 [record_batch]=400000 [response_round_trip]=1000000)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(request_frame record_batch response_round_trip)
@@ -57,11 +64,17 @@ PY
 
 mkdir -p target
 for target in "${targets[@]}"; do
-    echo "==> fuzz $target for ${seconds}s"
+    if [ "$seconds" = ci ]; then
+        echo "==> fuzz $target: ${ci_runs[$target]} inputs from seed 1"
+        bound=(-seed=1 -runs="${ci_runs[$target]}")
+    else
+        echo "==> fuzz $target for ${seconds}s"
+        bound=(-max_total_time="$seconds")
+    fi
     log="target/fuzz-$target.log"
     set +e
     cargo fuzz run "$target" "$corpus/$target" -- \
-        -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
+        "${bound[@]}" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1
     status=$?
     set -e
     # libFuzzer's closing lines: executions, coverage, corpus.

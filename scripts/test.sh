@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's one "run every test" command: installs what the tests need
 # (kcat, a Python venv with kafka-python), then runs fmt, clippy, cargo test
-# and a bounded fuzz run (scripts/fuzz.sh, MINIKAFKA_FUZZ_SECONDS per target,
-# 30 by default). Extra arguments are passed to `cargo test`, e.g.
+# and a bounded, seeded fuzz run (`scripts/fuzz.sh ci`, about 30 s a
+# target). Extra arguments are passed to `cargo test`, e.g.
 # `scripts/test.sh kcat`, and then the fuzz run is skipped.
 set -euo pipefail
 
@@ -55,5 +55,5 @@ cargo test "$@"
 
 if [ $# -eq 0 ]; then
     echo "==> fuzz (bounded)"
-    bash scripts/fuzz.sh "${MINIKAFKA_FUZZ_SECONDS:-30}"
+    bash scripts/fuzz.sh ci
 fi

@@ -235,7 +235,11 @@ pub fn validate_produced_batch(
         Some(Compression::Zstd) if produce_version < 7 => return Err(BatchError::ZstdBeforeV7),
         Some(_) => {}
     }
-    if header.records_count < 0 || header.last_offset_delta < 0 || header.records_count != header.last_offset_delta + 1
+    // In i64: a last_offset_delta of i32::MAX must not overflow (found by
+    // fuzzing).
+    if header.records_count < 0
+        || header.last_offset_delta < 0
+        || i64::from(header.records_count) != i64::from(header.last_offset_delta) + 1
     {
         return Err(BatchError::CountMismatch {
             count: header.records_count,
@@ -282,6 +286,18 @@ pub(crate) mod tests {
             });
         }
         builder.build(Compression::None).unwrap()
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/record_batch.rs): the count
+    /// check overflowed on a last_offset_delta of i32::MAX.
+    #[test]
+    fn a_last_offset_delta_of_i32_max_is_refused_not_overflowed() {
+        let mut batch = sample_batch(1).to_vec();
+        batch[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+        let crc = batch_crc(&batch);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        let result = validate_produced_batch(Some(&Bytes::from(batch)), 9, 1 << 20);
+        assert!(matches!(result, Err(BatchError::CountMismatch { .. })), "{result:?}");
     }
 
     #[test]

@@ -137,7 +137,10 @@ impl PartitionLog {
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
-                name.strip_suffix(".log")?.parse::<i64>().ok()
+                let base = name.strip_suffix(".log")?.parse::<i64>().ok()?;
+                // Only names this log writes: `0.log` would be a second
+                // name for segment 0, opened and cut as if it followed it.
+                (name == segment_file_name(base)).then_some(base)
             })
             .collect();
         bases.sort_unstable();
@@ -230,12 +233,13 @@ impl PartitionLog {
         let next_offset = expected.unwrap_or_else(|| segments.last().map_or(0, |s| s.base_offset));
         let first = segments.first().map_or(0, |s| s.base_offset);
         let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT))?;
+        let log_start_offset = checkpoint.unwrap_or(first).max(first).min(next_offset);
         let mut log = PartitionLog {
             dir: Some(dir.to_path_buf()),
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             segment_ms: SEGMENT_MS_DEFAULT,
             segments,
-            log_start_offset: checkpoint.unwrap_or(first).max(first).min(next_offset),
+            log_start_offset,
             next_offset,
             producers: ProducerStates::default(),
             unflushed: 0,
@@ -243,6 +247,11 @@ impl PartitionLog {
             closed: false,
             recovery,
         };
+        if checkpoint.is_some_and(|c| c != log_start_offset) {
+            // A cut took the log below its checkpointed start: offsets from
+            // here on are new records, which a later start must not hide.
+            log.checkpoint().map_err(io_err(dir))?;
+        }
         log.recover_producers().map_err(io_err(dir))?;
         Ok(log)
     }
@@ -1153,5 +1162,71 @@ mod tests {
         let found = log.batch_at_timestamp(1_700_000_000_000, 2500).unwrap().unwrap();
         assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 2500);
         assert!(log.batch_at_timestamp(1_700_000_000_001, 0).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_start_cut_below_its_checkpoint_is_written_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        for _ in 0..5 {
+            append(&mut log, 2);
+        }
+        assert_eq!(log.delete_records_before(8).unwrap(), 8);
+        let path = log.path().unwrap().to_path_buf();
+        drop(log);
+        // A crash took the last three batches (offsets 4..9) with it.
+        let keep = sample_batch(2).len() as u64 * 2;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!((log.log_start_offset(), log.next_offset()), (4, 4));
+        for _ in 0..3 {
+            append(&mut log, 2);
+        }
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(
+            log.log_start_offset(),
+            4,
+            "the records appended after the cut stay visible"
+        );
+    }
+
+    #[test]
+    fn stray_segment_names_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        append(&mut log, 2);
+        drop(log);
+        std::fs::write(dir.path().join("0.log"), b"").unwrap();
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!((log.segment_count(), log.next_offset()), (1, 2));
+    }
+
+    #[test]
+    fn a_scribbled_trusted_segment_fails_reads_instead_of_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 2);
+        log.close().unwrap();
+        drop(log);
+        // The closed segment keeps its length (so its index still matches)
+        // but its second batch claims a negative length.
+        let path = dir.path().join(segment_file_name(0));
+        let second = sample_batch(2).len() as u64;
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&(-7i32).to_be_bytes(), second + 8).unwrap();
+        drop(file);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.recovery().segments_scanned, 1, "the closed segment was trusted");
+        assert!(log.batches().is_err());
+        assert!(log.read_from(2, usize::MAX, true).is_err());
+        assert!(
+            log.read_from(4, usize::MAX, true).is_ok(),
+            "the other segment still serves"
+        );
     }
 }

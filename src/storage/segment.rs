@@ -11,8 +11,8 @@
 //! number of batches.
 //!
 //! A closed segment's index is written beside it (`<base offset>.index`)
-//! when the segment rolls, and the active segment's at a clean shutdown, so
-//! that start-up need not rescan them. The file ends with a footer that
+//! when the segment rolls, so that a start after a clean shutdown need not
+//! rescan it (the active segment is always scanned). The file ends with a footer that
 //! names how many bytes of the segment it covers and a CRC32C of the whole;
 //! an index whose CRC fails or that covers a different length than the
 //! segment has is not used, and the segment is scanned instead.
@@ -69,6 +69,21 @@ pub struct BatchInfo {
 }
 
 impl BatchInfo {
+    /// A stored batch's place, refusing a header that cannot describe a
+    /// batch of this segment: a closed segment trusted at start is read
+    /// without a scan, and a scribbled one must fail, not mislead.
+    fn stored(header: &BatchHeader, position: u64, segment_bytes: u64) -> io::Result<Self> {
+        let min_length = (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32;
+        if header.batch_length < min_length || header.last_offset_delta < 0 {
+            return Err(damaged(position));
+        }
+        let batch = BatchInfo::from_header(header, position);
+        if batch.position.saturating_add(batch.size) > segment_bytes {
+            return Err(damaged(position));
+        }
+        Ok(batch)
+    }
+
     pub fn from_header(header: &BatchHeader, position: u64) -> Self {
         BatchInfo {
             base_offset: header.base_offset,
@@ -202,13 +217,7 @@ impl Segment {
             let offset_in_window = (at - window_start) as usize;
             let header = BatchHeader::parse(&window[offset_in_window..])
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a stored batch header does not parse"))?;
-            let batch = BatchInfo::from_header(&header, at);
-            if batch.size < BATCH_HEADER_BYTES as u64 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a stored batch is too short",
-                ));
-            }
+            let batch = BatchInfo::stored(&header, at, self.size)?;
             if visit(&header, batch).is_break() {
                 return Ok(());
             }
@@ -278,10 +287,11 @@ impl Segment {
                     None => Ok(Bytes::new()),
                 };
             };
-            if header.last_offset() >= offset {
-                break header.total_bytes() as u64;
+            let batch = BatchInfo::stored(&header, entry + walked as u64, self.size)?;
+            if batch.last_offset >= offset {
+                break batch.size;
             }
-            walked += header.total_bytes();
+            walked += batch.size as usize;
         };
         let start = entry + walked as u64;
         let want = ((self.size - start) as usize).min(max_bytes);
@@ -342,6 +352,19 @@ impl Segment {
         {
             return false;
         }
+        // Entries only grow, stay inside the segment and before its end.
+        let ordered = index.entries.windows(2).all(|w| {
+            w[0].offset < w[1].offset
+                && w[0].position < w[1].position
+                && w[0].max_timestamp_before <= w[1].max_timestamp_before
+        });
+        let inside = index
+            .entries
+            .last()
+            .is_none_or(|e| e.position < index.covered_bytes && e.offset <= index.last_offset);
+        if !(ordered && inside) {
+            return false;
+        }
         self.size = index.covered_bytes;
         self.last_offset = (index.last_offset >= 0).then_some(index.last_offset);
         self.max_timestamp = index.max_timestamp;
@@ -373,6 +396,13 @@ fn whole_batches(bytes: Bytes) -> Bytes {
         end += total;
     }
     bytes.slice(..end)
+}
+
+fn damaged(position: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the stored batch at position {position} is damaged"),
+    )
 }
 
 struct IndexFile {
