@@ -18,12 +18,11 @@
 //! segment has is not used, and the segment is scanned instead.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read, Seek};
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 
 use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES};
 
@@ -178,9 +177,23 @@ impl Segment {
     pub fn read_range(&self, position: u64, len: usize) -> io::Result<Bytes> {
         match &self.backing {
             Backing::File { file, .. } => {
-                let mut buf = BytesMut::zeroed(len);
-                file.read_exact_at(&mut buf, position)?;
-                Ok(buf.freeze())
+                // Read into uninitialised capacity (std's read_to_end does
+                // that safely) rather than zeroing the buffer first: a
+                // memset as large as every fetch. The cursor is this log's
+                // alone (appends are O_APPEND, and every read and append
+                // holds the partition's lock), so a seek then a read is as
+                // good as a pread.
+                let mut reader: &File = file;
+                reader.seek(io::SeekFrom::Start(position))?;
+                let mut buf = Vec::with_capacity(len);
+                reader.take(len as u64).read_to_end(&mut buf)?;
+                if buf.len() != len {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "read past a segment's end",
+                    ));
+                }
+                Ok(Bytes::from(buf))
             }
             Backing::Memory(bytes) => {
                 let range = usize::try_from(position)
