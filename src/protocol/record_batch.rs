@@ -104,7 +104,8 @@ impl BatchHeader {
 
     /// Total size of the batch on the wire and in the log.
     pub fn total_bytes(&self) -> usize {
-        LOG_OVERHEAD_BYTES + self.batch_length as usize
+        // A negative length (only in a header not yet validated) counts as 0.
+        LOG_OVERHEAD_BYTES + self.batch_length.max(0) as usize
     }
 
     pub fn compression(&self) -> Option<Compression> {
@@ -131,7 +132,8 @@ impl BatchHeader {
     }
 
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Saturating: the header may be a client's or a damaged file's.
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 }
 

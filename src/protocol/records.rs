@@ -313,15 +313,17 @@ fn record<'a>(input: &'a [u8], header: &BatchHeader) -> PResult<'a, Record> {
     }
     // As clients read it: in a LogAppendTime batch the broker's time, not
     // the producer's deltas, is each record's timestamp.
+    // Wrapping: the deltas are the producer's, and a batch whose base and
+    // delta overflow gets a meaningless value, not a panic (found by fuzzing).
     let timestamp = if header.is_log_append_time() {
         header.max_timestamp
     } else {
-        header.base_timestamp + timestamp_delta
+        header.base_timestamp.wrapping_add(timestamp_delta)
     };
     Ok((
         after,
         Record {
-            offset: header.base_offset + i64::from(offset_delta),
+            offset: header.base_offset.wrapping_add(i64::from(offset_delta)),
             timestamp,
             key,
             value,
@@ -360,6 +362,26 @@ mod tests {
             assert_eq!(BatchHeader::parse(&batch).unwrap().compression(), Some(compression));
             assert_eq!(decode_batch(&batch).unwrap(), sent, "{compression:?}");
         }
+    }
+
+    /// Found by fuzzing: a base offset and timestamp at i64::MAX with
+    /// positive deltas overflowed while decoding the records.
+    #[test]
+    fn offsets_and_timestamps_that_overflow_do_not_panic() {
+        let mut builder = RecordBatchBuilder::new(i64::MAX);
+        builder.push(Record {
+            value: Some(Bytes::from_static(b"a")),
+            ..Record::default()
+        });
+        builder.push(Record {
+            value: Some(Bytes::from_static(b"b")),
+            ..Record::default()
+        });
+        let mut batch = builder.build(Compression::None).unwrap().to_vec();
+        batch[..8].copy_from_slice(&i64::MAX.to_be_bytes());
+        let records = decode_batch(&batch).unwrap();
+        assert_eq!(records[0].offset, i64::MAX);
+        assert_eq!(records.len(), 2);
     }
 
     /// Found by fuzzing (fuzz/fuzz_targets/record_batch.rs): a snappy batch
