@@ -169,6 +169,11 @@ pub async fn spawn_broker(data_dir: &Path) -> RunningBinary {
 }
 
 pub async fn spawn_broker_with(data_dir: &Path, extra: &[&str]) -> RunningBinary {
+    spawn_broker_with_env(data_dir, extra, &[]).await
+}
+
+/// As [`spawn_broker_with`], with extra environment variables.
+pub async fn spawn_broker_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> RunningBinary {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minikafka"))
         .args([
@@ -182,6 +187,7 @@ pub async fn spawn_broker_with(data_dir: &Path, extra: &[&str]) -> RunningBinary
         .arg(data_dir)
         .args(extra)
         .env("RUST_LOG", "minikafka=info")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
