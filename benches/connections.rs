@@ -11,10 +11,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use bytes::Bytes;
 use minikafka::protocol::messages::Request;
 use minikafka::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const IDLE_CONNECTIONS: usize = 10_000;
@@ -43,22 +45,8 @@ async fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minikafka"))
-        .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = support::spawn_broker(dir.path()).await;
     let pid = child.id().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let api_versions = Request::ApiVersions(Default::default()).encode_frame(3, 1, "bench");
 
     let idle_kib = status_kib(pid, "VmRSS:");

@@ -6,13 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use bytes::BufMut;
 use minikafka::protocol::RequestHeader;
 use minikafka::protocol::messages::Request;
 use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CONSUMERS: usize = 50;
 const QUIET: Duration = Duration::from_secs(5);
@@ -62,22 +64,8 @@ async fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minikafka"))
-        .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, addr) = support::spawn_broker(dir.path()).await;
     let pid = child.id().unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     // Create the (empty) topic through Metadata, as a client would.
     let cluster = minikafka::client::Cluster::connect(&addr, "bench", Duration::from_secs(10)).await;

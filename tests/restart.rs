@@ -23,6 +23,12 @@ fn one_record_batch(value: &str) -> Bytes {
     builder.build(Compression::None).unwrap()
 }
 
+/// The file of partition 0's active segment.
+fn active_segment(broker: &minikafka::BrokerHandle, topic: &str) -> std::path::PathBuf {
+    let topic = broker.broker().topic(topic).unwrap();
+    topic.partition(0).unwrap().log().path().unwrap().to_path_buf()
+}
+
 async fn produce_one(client: &mut RawClient, topic: &str, partition: i32, value: &str) -> i64 {
     let request = Request::Produce(ProduceRequest {
         acks: -1,
@@ -87,16 +93,7 @@ async fn a_torn_tail_is_cut_off_at_start() {
     for i in 0..3 {
         produce_one(&mut client, "torn", 0, &format!("v{i}")).await;
     }
-    let segment = broker
-        .broker()
-        .topic("torn")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .path()
-        .unwrap()
-        .to_path_buf();
+    let segment = active_segment(&broker, "torn");
     broker.shutdown().await;
 
     // A crash in the middle of a write: half a batch at the end of the file.
@@ -160,16 +157,7 @@ async fn scribbled_last_bytes_are_cut_and_everything_before_is_served() {
     for i in 0..10 {
         produce_one(&mut client, "scribbled", 0, &format!("v{i}")).await;
     }
-    let segment = broker
-        .broker()
-        .topic("scribbled")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .path()
-        .unwrap()
-        .to_path_buf();
+    let segment = active_segment(&broker, "scribbled");
     broker.shutdown().await;
 
     let length = std::fs::metadata(&segment).unwrap().len();
