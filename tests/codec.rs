@@ -270,7 +270,7 @@ fn samples() -> Vec<(Request, Response)> {
                             first_offset: 2,
                         }]),
                         preferred_read_replica: -1,
-                        records,
+                        records: records.map(Into::into),
                     }],
                 }],
                 node_endpoints: vec![],

@@ -133,14 +133,18 @@ fn line_of(partition: i32, r: &Record) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_client_reads_back_what_rdkafka_produced() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start(config(dir.path(), 3)).await;
+/// rdkafka, kcat, `minikafka consume` and kafka-python each read `topic`
+/// from the beginning and get exactly `stored`; `after` is called with
+/// each client's name once it has.
+async fn every_client_reads_back(
+    broker: &minikafka::server::BrokerHandle,
+    topic: &str,
+    stored: &BTreeMap<i32, Vec<Record>>,
+    mut after: impl FnMut(&str, &minikafka::server::BrokerHandle),
+) {
     let bootstrap = broker.bootstrap();
-    produce(&bootstrap, "readback", MESSAGES, "lz4").await;
-    let stored = stored_records_by_partition(&broker, "readback");
-    assert_eq!(stored.values().map(Vec::len).sum::<usize>(), MESSAGES);
+    let count: usize = stored.values().map(Vec::len).sum();
+    let partitions = stored.len() as i32;
     let mut expected: Vec<String> = stored
         .iter()
         .flat_map(|(p, records)| records.iter().map(|r| line_of(*p, r)))
@@ -149,8 +153,9 @@ async fn every_client_reads_back_what_rdkafka_produced() {
 
     // rdkafka, assigned, from the beginning.
     let consumer = rdkafka_consumer(&bootstrap, "earliest");
-    assign(&consumer, "readback", 3, Offset::Beginning);
-    assert_eq!(rdkafka_read(consumer, MESSAGES).await, stored, "rdkafka");
+    assign(&consumer, topic, partitions, Offset::Beginning);
+    assert_eq!(&rdkafka_read(consumer, count).await, stored, "rdkafka");
+    after("rdkafka", broker);
 
     // kcat -C (librdkafka 2.0.2), one line per record in the same shape.
     let kcat_lines = output_of(Command::new(kcat()).env_remove("LD_LIBRARY_PATH").args([
@@ -158,7 +163,7 @@ async fn every_client_reads_back_what_rdkafka_produced() {
         &bootstrap,
         "-C",
         "-t",
-        "readback",
+        topic,
         "-o",
         "beginning",
         "-e",
@@ -170,6 +175,7 @@ async fn every_client_reads_back_what_rdkafka_produced() {
     let mut got: Vec<String> = kcat_lines.lines().map(str::to_string).collect();
     got.sort();
     assert_eq!(got, expected, "kcat -C");
+    after("kcat", broker);
 
     // minikafka consume, same format.
     let ours = output_of(Command::new(env!("CARGO_BIN_EXE_minikafka")).args([
@@ -177,7 +183,7 @@ async fn every_client_reads_back_what_rdkafka_produced() {
         "-b",
         &bootstrap,
         "-t",
-        "readback",
+        topic,
         "-o",
         "beginning",
         "-e",
@@ -188,15 +194,16 @@ async fn every_client_reads_back_what_rdkafka_produced() {
     let mut got: Vec<String> = ours.lines().map(str::to_string).collect();
     got.sort();
     assert_eq!(got, expected, "minikafka consume");
+    after("minikafka consume", broker);
 
     // kafka-python, assigned, from the beginning.
     let python_lines = output_of(Command::new(python()).arg(python_script("kp_consume.py")).args([
         "--bootstrap",
         &bootstrap,
         "--topic",
-        "readback",
+        topic,
         "--expect",
-        &MESSAGES.to_string(),
+        &count.to_string(),
         "--timeout-s",
         "120",
     ]))
@@ -224,6 +231,51 @@ async fn every_client_reads_back_what_rdkafka_produced() {
         .collect();
     got.sort();
     assert_eq!(got, expected, "kafka-python");
+    after("kafka-python", broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_reads_back_what_rdkafka_produced() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 3)).await;
+    let bootstrap = broker.bootstrap();
+    produce(&bootstrap, "readback", MESSAGES, "lz4").await;
+    let stored = stored_records_by_partition(&broker, "readback");
+    assert_eq!(stored.values().map(Vec::len).sum::<usize>(), MESSAGES);
+    every_client_reads_back(&broker, "readback", &stored, |_, _| {}).await;
+    broker.shutdown().await;
+}
+
+/// Uncompressed, the backlog is large enough that fetches from the start
+/// are answered with slices of the segment files (sendfile): every client
+/// still gets every record, and most of the bytes each one read left the
+/// broker that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_reads_back_records_sent_straight_from_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 2)).await;
+    produce(&broker.bootstrap(), "sliced", MESSAGES, "none").await;
+    let stored = stored_records_by_partition(&broker, "sliced");
+    assert_eq!(stored.values().map(Vec::len).sum::<usize>(), MESSAGES);
+    let stored_bytes: usize = (0..2)
+        .flat_map(|p| stored_batches(&broker, "sliced", p))
+        .map(|b| b.len())
+        .sum();
+    assert!(
+        stored_bytes > 2 << 20,
+        "{stored_bytes} bytes: too few for large fetches"
+    );
+    let mut before = broker.broker().file_bytes_sent();
+    every_client_reads_back(&broker, "sliced", &stored, |client, broker| {
+        let sent = broker.broker().file_bytes_sent();
+        assert!(
+            (sent - before) as usize > stored_bytes / 2,
+            "{client}: {} of {stored_bytes} bytes sent from the files",
+            sent - before
+        );
+        before = sent;
+    })
+    .await;
     broker.shutdown().await;
 }
 

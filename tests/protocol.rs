@@ -7,7 +7,6 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use minikafka::protocol::ErrorCode;
 use minikafka::protocol::messages::api_versions::ApiVersionsRequest;
 use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use minikafka::protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
@@ -19,6 +18,7 @@ use minikafka::protocol::messages::produce::{PartitionProduceData, ProduceReques
 use minikafka::protocol::messages::{Request, Response};
 use minikafka::protocol::record_batch::{BatchHeader, Compression, batch_crc};
 use minikafka::protocol::records::{Record, RecordBatchBuilder, decode_batches};
+use minikafka::protocol::{ErrorCode, FetchedRecords};
 
 fn batch(values: &[&str], timestamp: i64) -> Bytes {
     let mut builder = RecordBatchBuilder::new(timestamp);
@@ -629,7 +629,7 @@ async fn fetch_starts_at_the_batch_holding_the_offset() {
             if version >= 5 { 0 } else { -1 },
             "log start offset is v5+"
         );
-        let records = decode_batches(data.records.as_ref().unwrap()).unwrap();
+        let records = decode_batches(data.records.as_ref().and_then(FetchedRecords::bytes).unwrap()).unwrap();
         assert_eq!(
             records.first().unwrap().offset,
             3,
@@ -648,7 +648,7 @@ async fn fetch_starts_at_the_batch_holding_the_offset() {
             .call(Request::Fetch(fetch_request("fetched", 0, 0, 0, 1)), 11)
             .await,
     );
-    let batches = data.records.unwrap();
+    let batches = data.records.as_ref().and_then(FetchedRecords::bytes).unwrap().clone();
     assert_eq!(
         BatchHeader::parse(&batches).unwrap().total_bytes(),
         batches.len(),
@@ -660,7 +660,7 @@ async fn fetch_starts_at_the_batch_holding_the_offset() {
             .call(Request::Fetch(fetch_request("fetched", 9, 0, 0, 1 << 20)), 11)
             .await,
     );
-    assert_eq!(data.records, Some(Bytes::new()));
+    assert_eq!(data.records, Some(FetchedRecords::default()));
     // Past the end: OFFSET_OUT_OF_RANGE.
     let data = fetched(
         client
@@ -691,7 +691,14 @@ async fn fetch_by_topic_id_from_v13() {
         panic!()
     };
     assert_eq!(response.responses[0].topic_id, id);
-    let records = decode_batches(response.responses[0].partitions[0].records.as_ref().unwrap()).unwrap();
+    let records = decode_batches(
+        response.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .and_then(FetchedRecords::bytes)
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(records[0].value.as_deref(), Some(&b"by-id"[..]));
     request.topics[0].topic_id = uuid::Uuid::from_u128(7);
     let data = fetched(client.call(Request::Fetch(request), 13).await);
@@ -721,7 +728,7 @@ async fn fetch_long_polls_until_data_arrives() {
         .await
         .expect("woken well before max_wait_ms")
         .unwrap();
-    let records = decode_batches(data.records.as_ref().unwrap()).unwrap();
+    let records = decode_batches(data.records.as_ref().and_then(FetchedRecords::bytes).unwrap()).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].value.as_deref(), Some(&b"late"[..]));
 }
@@ -737,7 +744,7 @@ async fn fetch_with_nothing_to_return_waits_max_wait_ms_then_answers_empty() {
             .await,
     );
     assert_eq!((data.error_code, data.high_watermark), (0, 0));
-    assert_eq!(data.records, Some(Bytes::new()));
+    assert_eq!(data.records, Some(FetchedRecords::default()));
 }
 
 // ---------------------------------------------------------------- ListOffsets, OffsetForLeaderEpoch

@@ -7,14 +7,13 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, LEADER_EPOCH, Partition, Topic};
-use crate::protocol::ErrorCode;
 use crate::protocol::messages::fetch::{
     FetchPartition, FetchRequest, FetchResponse, FetchTopic, FetchableTopicResponse, PartitionData,
 };
+use crate::protocol::{ErrorCode, FetchedRecords};
 
 /// First version that names topics by id instead of by name.
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
@@ -145,7 +144,7 @@ fn failed(partition_index: i32, code: ErrorCode) -> PartitionData {
         partition_index,
         error_code: code.code(),
         high_watermark: -1,
-        records: Some(Bytes::new()),
+        records: Some(FetchedRecords::default()),
         ..Default::default()
     }
 }
@@ -157,7 +156,7 @@ fn read(partition: &Partition, asked: &FetchPartition, budget: &mut usize, min_o
         return failed(asked.partition, ErrorCode::OffsetOutOfRange);
     }
     let limit = (asked.partition_max_bytes.max(0) as usize).min(*budget);
-    let records = match log.read_from(asked.fetch_offset, limit, *min_one) {
+    let records = match log.slice_from(asked.fetch_offset, limit, *min_one) {
         Ok(records) => records,
         Err(e) => {
             tracing::error!(partition = asked.partition, error = %e, "reading the log failed");

@@ -72,6 +72,8 @@ pub struct Broker {
     offsets: Mutex<OffsetStore>,
     /// Dynamic broker configs (AlterConfigs on the broker), over the flags.
     dynamic: RwLock<broker_config::DynamicConfigs>,
+    /// Record bytes sent straight from segment files (sendfile), since start.
+    file_bytes_sent: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) struct IssuedProducers {
@@ -194,6 +196,7 @@ impl Broker {
             coordinator,
             offsets: Mutex::new(offsets),
             dynamic: RwLock::new(dynamic),
+            file_bytes_sent: std::sync::atomic::AtomicU64::new(0),
         };
         for topic in broker.topics() {
             broker.apply_segment_bytes(&topic);
@@ -445,6 +448,17 @@ impl Broker {
     /// Starts a graceful shutdown: listeners stop, waits end early.
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
+    }
+
+    /// Record bytes sent straight from segment files (large Fetch answers,
+    /// with sendfile) since the broker started.
+    pub fn file_bytes_sent(&self) -> u64 {
+        self.file_bytes_sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_file_bytes_sent(&self, bytes: usize) {
+        self.file_bytes_sent
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A receiver that sees `true` once shutdown has begun.

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::{ClientError, Cluster};
-use crate::protocol::ErrorCode;
 use crate::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use crate::protocol::messages::list_offsets::{
     EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
 use crate::protocol::messages::{Request, Response};
 use crate::protocol::records::{Record, decode_batches};
+use crate::protocol::{ErrorCode, FetchedRecords};
 
 /// Where consumption starts in each partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,11 +217,16 @@ impl Consumer {
                 let Some(position) = self.positions.get_mut(&partition) else {
                     continue;
                 };
-                let records =
-                    decode_batches(data.records.as_deref().unwrap_or_default()).map_err(|e| ClientError::Topic {
-                        topic: self.topic.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let records = decode_batches(
+                    data.records
+                        .as_ref()
+                        .and_then(FetchedRecords::bytes)
+                        .map_or(&[][..], |b| &b[..]),
+                )
+                .map_err(|e| ClientError::Topic {
+                    topic: self.topic.clone(),
+                    reason: e.to_string(),
+                })?;
                 for record in records {
                     // A fetch starts at the batch holding the position; skip
                     // the records before it.

@@ -65,7 +65,7 @@ macro_rules! message {
             }
 
             #[allow(unused_mut, unused_variables)]
-            fn encode<B: bytes::BufMut>(&self, buf: &mut B, cx: &$crate::protocol::EncodeCx) {
+            fn encode<B: $crate::protocol::WireBuf>(&self, buf: &mut B, cx: &$crate::protocol::EncodeCx<'_>) {
                 $( $crate::__encode_field!(self.$field, buf, cx, $versions $(, $tag)?); )*
                 if cx.flexible {
                     // Defaults are cheap to build (no field default allocates).

@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes};
 use nom::number::complete::{be_i16, be_i32};
 
 use super::error::DecodeError;
-use super::primitives::{DecodeCx, EncodeCx, Wire, put_empty_tagged_fields, tagged_fields};
+use super::primitives::{DecodeCx, EncodeCx, Wire, WireBuf, put_empty_tagged_fields, tagged_fields};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHeader {
@@ -75,17 +75,11 @@ impl RequestHeader {
     }
 
     /// Writes the header (v1, or v2 when `flexible`).
-    pub fn encode<B: BufMut>(&self, buf: &mut B, flexible: bool) {
+    pub fn encode<B: WireBuf>(&self, buf: &mut B, flexible: bool) {
         buf.put_i16(self.api_key);
         buf.put_i16(self.api_version);
         buf.put_i32(self.correlation_id);
-        self.client_id.encode(
-            buf,
-            &EncodeCx {
-                version: 1,
-                flexible: false,
-            },
-        );
+        self.client_id.encode(buf, &EncodeCx::new(1, false));
         if flexible {
             put_empty_tagged_fields(buf);
         }

@@ -4,10 +4,14 @@
 //! both its classic and its flexible (compact, tagged) form; each API is one
 //! description (`messages::*`) written with the [`message!`](crate::message)
 //! macro, which derives the decoder and the encoder from the same field list.
+//! The one exception to "no I/O": a Fetch answer's records can be a slice of
+//! a stored file (`file_slice`), which the encoder sets aside for the
+//! connection to send, or reads when it was given nowhere to set it aside.
 
 pub mod api;
 mod describe;
 pub mod error;
+pub mod file_slice;
 pub mod header;
 pub mod messages;
 pub mod primitives;
@@ -16,10 +20,11 @@ pub mod records;
 
 pub use api::{ApiKey, ApiSpec, SUPPORTED_APIS};
 pub use error::{DecodeError, ErrorCode};
+pub use file_slice::{DeferredSlices, FetchedRecords, FileSlice};
 pub use header::{RequestHeader, ResponseHeader};
-pub use primitives::{DecodeCx, EncodeCx, PResult, Wire};
+pub use primitives::{DecodeCx, EncodeCx, PResult, Wire, WireBuf};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// Decodes a whole message body, refusing trailing bytes: a body that is longer
 /// than its description is as malformed as one that is shorter.
@@ -60,11 +65,25 @@ pub fn decode_request_body<T: Wire>(body: &Bytes, version: i16, flexible: bool) 
 /// Encodes a message body at `version` into a fresh buffer.
 pub fn encode_body<T: Wire>(message: &T, version: i16, flexible: bool) -> BytesMut {
     let mut buf = BytesMut::new();
-    message.encode(&mut buf, &EncodeCx { version, flexible });
+    message.encode(&mut buf, &EncodeCx::new(version, flexible));
     buf
 }
 
-/// Appends a message body to `buf`.
-pub fn encode_body_into<T: Wire, B: BufMut>(message: &T, version: i16, flexible: bool, buf: &mut B) {
-    message.encode(buf, &EncodeCx { version, flexible });
+/// Appends a message body to `buf`, setting file slices aside in
+/// `deferred` when given.
+pub fn encode_body_into<T: Wire, B: WireBuf>(
+    message: &T,
+    version: i16,
+    flexible: bool,
+    buf: &mut B,
+    deferred: Option<&DeferredSlices>,
+) {
+    message.encode(
+        buf,
+        &EncodeCx {
+            version,
+            flexible,
+            deferred,
+        },
+    );
 }

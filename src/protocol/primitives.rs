@@ -9,7 +9,9 @@
 //! Lengths and counts read from the wire are checked against the bytes that
 //! are actually present before anything is allocated.
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::file_slice::{DeferredSlices, FetchedRecords};
 use nom::Parser;
 use nom::bytes::complete::take;
 use nom::number::complete::{be_f64, be_i8, be_i16, be_i32, be_i64, be_u8, be_u16, be_u32, be_u128};
@@ -31,15 +33,48 @@ pub struct DecodeCx<'f> {
 }
 
 /// What an encoder needs to know besides the value.
-pub struct EncodeCx {
+pub struct EncodeCx<'d> {
     pub version: i16,
     pub flexible: bool,
+    /// Where file slices (records a Fetch answer sends from the page
+    /// cache) are set aside instead of being copied into the buffer; with
+    /// none, they are read into it.
+    pub deferred: Option<&'d DeferredSlices>,
+}
+
+impl EncodeCx<'_> {
+    /// A context that sets nothing aside.
+    pub fn new(version: i16, flexible: bool) -> Self {
+        EncodeCx {
+            version,
+            flexible,
+            deferred: None,
+        }
+    }
+}
+
+/// A buffer encoders write to: a `BufMut` that knows how much it holds,
+/// so a slice set aside can say where in the stream it belongs.
+pub trait WireBuf: BufMut {
+    fn written(&self) -> usize;
+}
+
+impl WireBuf for BytesMut {
+    fn written(&self) -> usize {
+        self.len()
+    }
+}
+
+impl WireBuf for Vec<u8> {
+    fn written(&self) -> usize {
+        self.len()
+    }
 }
 
 /// A type that has a Kafka wire encoding.
 pub trait Wire: Sized {
     fn decode<'a>(input: &'a [u8], cx: &DecodeCx<'_>) -> PResult<'a, Self>;
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx);
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>);
 }
 
 fn fail<T>(error: DecodeError) -> Result<T, nom::Err<DecodeError>> {
@@ -203,7 +238,7 @@ macro_rules! wire_number {
             fn decode<'a>(input: &'a [u8], _cx: &DecodeCx<'_>) -> PResult<'a, Self> {
                 $parse(input)
             }
-            fn encode<B: BufMut>(&self, buf: &mut B, _cx: &EncodeCx) {
+            fn encode<B: WireBuf>(&self, buf: &mut B, _cx: &EncodeCx<'_>) {
                 buf.$put(*self);
             }
         }
@@ -225,7 +260,7 @@ impl Wire for bool {
         let (rest, byte) = be_u8(input)?;
         Ok((rest, byte != 0))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, _cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, _cx: &EncodeCx<'_>) {
         buf.put_u8(u8::from(*self));
     }
 }
@@ -235,7 +270,7 @@ impl Wire for uuid::Uuid {
         let (rest, raw) = be_u128(input)?;
         Ok((rest, uuid::Uuid::from_u128(raw)))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, _cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, _cx: &EncodeCx<'_>) {
         buf.put_u128(self.as_u128());
     }
 }
@@ -257,7 +292,7 @@ impl Wire for Option<String> {
         let (rest, raw) = take(len).parse(rest)?;
         Ok((rest, Some(str_of(raw)?)))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, self.as_ref().map(String::len), LengthWidth::Int16, cx.flexible);
         if let Some(s) = self {
             buf.put_slice(s.as_bytes());
@@ -272,7 +307,7 @@ impl Wire for String {
         let (rest, value) = Option::<String>::decode(input, cx)?;
         Ok((rest, value.unwrap_or_default()))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, Some(self.len()), LengthWidth::Int16, cx.flexible);
         buf.put_slice(self.as_bytes());
     }
@@ -285,10 +320,41 @@ impl Wire for Option<Bytes> {
         let (rest, raw) = take(len).parse(rest)?;
         Ok((rest, Some(share(cx.frame, raw))))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, self.as_ref().map(Bytes::len), LengthWidth::Int32, cx.flexible);
         if let Some(b) = self {
             buf.put_slice(b);
+        }
+    }
+}
+
+impl Wire for Option<FetchedRecords> {
+    fn decode<'a>(input: &'a [u8], cx: &DecodeCx<'_>) -> PResult<'a, Self> {
+        let (rest, bytes) = Option::<Bytes>::decode(input, cx)?;
+        Ok((rest, bytes.map(FetchedRecords::Bytes)))
+    }
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
+        put_length(
+            buf,
+            self.as_ref().map(FetchedRecords::len),
+            LengthWidth::Int32,
+            cx.flexible,
+        );
+        match self {
+            None => {}
+            Some(FetchedRecords::Bytes(b)) => buf.put_slice(b),
+            Some(FetchedRecords::File(slice)) => match cx.deferred {
+                Some(deferred) => deferred.push(buf.written(), slice.clone()),
+                None => match slice.read() {
+                    Ok(bytes) => buf.put_slice(&bytes),
+                    Err(e) => {
+                        // The length is written: the frame must keep it. The
+                        // client will refuse these bytes (CRC), and say so.
+                        tracing::error!(error = %e, "reading records to encode failed");
+                        buf.put_bytes(0, slice.len);
+                    }
+                },
+            },
         }
     }
 }
@@ -298,7 +364,7 @@ impl Wire for Bytes {
         let (rest, value) = Option::<Bytes>::decode(input, cx)?;
         Ok((rest, value.unwrap_or_default()))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, Some(self.len()), LengthWidth::Int32, cx.flexible);
         buf.put_slice(self);
     }
@@ -327,7 +393,7 @@ impl<T: Wire> Wire for Option<Vec<T>> {
         }
         Ok((rest, Some(items)))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, self.as_ref().map(Vec::len), LengthWidth::Int32, cx.flexible);
         for item in self.iter().flatten() {
             item.encode(buf, cx);
@@ -340,7 +406,7 @@ impl<T: Wire> Wire for Vec<T> {
         let (rest, value) = Option::<Vec<T>>::decode(input, cx)?;
         Ok((rest, value.unwrap_or_default()))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, Some(self.len()), LengthWidth::Int32, cx.flexible);
         for item in self {
             item.encode(buf, cx);
@@ -365,7 +431,7 @@ impl<T: Wire> Wire for Nullable<T> {
         let (rest, value) = T::decode(rest, cx)?;
         Ok((rest, Nullable(Some(value))))
     }
-    fn encode<B: BufMut>(&self, buf: &mut B, cx: &EncodeCx) {
+    fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         match &self.0 {
             None => buf.put_i8(-1),
             Some(value) => {
@@ -412,10 +478,11 @@ pub fn tagged_value<T: Wire>(tag: u32, data: &[u8], cx: &DecodeCx<'_>) -> Result
 }
 
 /// Writes one tagged field: tag, size, value.
-pub fn put_tagged_value<T: Wire, B: BufMut>(buf: &mut B, tag: u32, value: &T, cx: &EncodeCx) {
-    // Tagged fields are rare and small; a scratch buffer keeps the size exact.
+pub fn put_tagged_value<T: Wire, B: BufMut>(buf: &mut B, tag: u32, value: &T, cx: &EncodeCx<'_>) {
+    // Tagged fields are rare and small; a scratch buffer keeps the size
+    // exact. Nothing in it is set aside: positions would be the scratch's.
     let mut scratch = Vec::new();
-    value.encode(&mut scratch, cx);
+    value.encode(&mut scratch, &EncodeCx::new(cx.version, cx.flexible));
     put_uvarint(buf, tag);
     put_uvarint(buf, scratch.len() as u32);
     buf.put_slice(&scratch);
@@ -440,7 +507,7 @@ mod tests {
 
     fn round_trip<T: Wire + PartialEq + std::fmt::Debug>(value: T, flexible: bool) {
         let mut buf = Vec::new();
-        value.encode(&mut buf, &EncodeCx { version: 0, flexible });
+        value.encode(&mut buf, &EncodeCx::new(0, flexible));
         let frame = Bytes::from(buf);
         let (rest, back) = T::decode(&frame, &cx(&frame, flexible)).unwrap();
         assert!(rest.is_empty());
@@ -503,31 +570,13 @@ mod tests {
     #[test]
     fn compact_lengths_are_length_plus_one() {
         let mut buf = Vec::new();
-        String::from("ab").encode(
-            &mut buf,
-            &EncodeCx {
-                version: 0,
-                flexible: true,
-            },
-        );
+        String::from("ab").encode(&mut buf, &EncodeCx::new(0, true));
         assert_eq!(buf, [3, b'a', b'b']);
         buf.clear();
-        None::<String>.encode(
-            &mut buf,
-            &EncodeCx {
-                version: 0,
-                flexible: true,
-            },
-        );
+        None::<String>.encode(&mut buf, &EncodeCx::new(0, true));
         assert_eq!(buf, [0]);
         buf.clear();
-        None::<String>.encode(
-            &mut buf,
-            &EncodeCx {
-                version: 0,
-                flexible: false,
-            },
-        );
+        None::<String>.encode(&mut buf, &EncodeCx::new(0, false));
         assert_eq!(buf, [0xff, 0xff]);
     }
 

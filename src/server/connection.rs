@@ -15,13 +15,19 @@
 //! Reserving whole frames, never parts, means every frame being read can
 //! finish, so connections waiting for room cannot starve each other. Bytes
 //! read between frames (at most one chunk per connection) are not counted.
+//!
+//! Large Fetch answers carry their records as slices of segment files
+//! (`FileSlice`): the encoder sets them aside with their place in the
+//! write buffer, and `flush` writes the buffer up to each one, then the
+//! slice with `sendfile`, so those bytes go from the page cache to the
+//! socket without passing through this process.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -31,7 +37,7 @@ use crate::broker::{Broker, Reply, api_versions_unsupported};
 use crate::protocol::api::api_name;
 use crate::protocol::header::RequestPrefix;
 use crate::protocol::messages::{Request, Response, response_header_is_flexible};
-use crate::protocol::{ApiKey, DecodeError, RequestHeader, ResponseHeader};
+use crate::protocol::{ApiKey, DecodeError, DeferredSlices, FileSlice, RequestHeader, ResponseHeader};
 
 /// The most one read takes between frames: memory follows the bytes
 /// actually received, not the size a frame claims.
@@ -79,6 +85,8 @@ pub(super) struct Connection {
     shutdown: watch::Receiver<bool>,
     read_buf: BytesMut,
     write_buf: BytesMut,
+    /// File slices that belong in `write_buf`'s stream, at their positions.
+    deferred: DeferredSlices,
     limits: Arc<Limits>,
     _slot: ConnectionSlot,
     /// Request bytes reserved under `limits` for the frame at the front of
@@ -108,6 +116,7 @@ impl Connection {
             shutdown,
             read_buf: BytesMut::new(),
             write_buf: BytesMut::new(),
+            deferred: DeferredSlices::default(),
             limits,
             _slot: slot,
             reserved: 0,
@@ -198,10 +207,17 @@ impl Connection {
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
-        if !self.write_buf.is_empty() {
-            self.socket.write_all(&self.write_buf).await?;
-            self.write_buf.clear();
+        let mut at = 0;
+        for (position, slice) in self.deferred.take() {
+            write_all_more(&self.socket, &self.write_buf[at..position]).await?;
+            send_file_slice(&self.socket, &slice).await?;
+            self.broker.count_file_bytes_sent(slice.len);
+            at = position;
         }
+        if at < self.write_buf.len() {
+            self.socket.write_all(&self.write_buf[at..]).await?;
+        }
+        self.write_buf.clear();
         Ok(())
     }
 
@@ -285,19 +301,70 @@ impl Connection {
             Reply::Nothing => {}
             Reply::Close(reason) => return Err(ConnectionError::ClosedByBroker(reason)),
         }
-        if self.write_buf.len() >= WRITE_BUFFER_BYTES_MAX {
+        if self.write_buf.len() + self.deferred.bytes() >= WRITE_BUFFER_BYTES_MAX {
             self.flush().await?;
         }
         Ok(())
     }
 
-    /// Appends a size-prefixed response frame to the write buffer.
+    /// Appends a size-prefixed response frame to the write buffer (and its
+    /// file slices, if any, to those set aside).
     fn write_response(&mut self, correlation_id: i32, api: ApiKey, version: i16, response: &Response) {
         let start = self.write_buf.len();
+        let deferred_before = self.deferred.bytes();
         self.write_buf.put_i32(0);
         ResponseHeader { correlation_id }.encode(&mut self.write_buf, response_header_is_flexible(api, version));
-        response.encode(version, &mut self.write_buf);
-        let size = (self.write_buf.len() - start - 4) as i32;
-        self.write_buf[start..start + 4].copy_from_slice(&size.to_be_bytes());
+        response.encode_deferring(version, &mut self.write_buf, Some(&self.deferred));
+        let size = self.write_buf.len() - start - 4 + (self.deferred.bytes() - deferred_before);
+        self.write_buf[start..start + 4].copy_from_slice(&(size as i32).to_be_bytes());
     }
+}
+
+/// Writes all of `bytes` with MSG_MORE: a file slice follows, and the two
+/// should leave in full segments rather than a small one first.
+async fn write_all_more(socket: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
+    while !bytes.is_empty() {
+        socket.writable().await?;
+        match socket.try_io(Interest::WRITABLE, || {
+            rustix::net::send(socket, bytes, flags).map_err(std::io::Error::from)
+        }) {
+            Ok(sent) => bytes = &bytes[sent..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Sends a slice of a stored file with `sendfile`: from the page cache to
+/// the socket, never through this process's memory.
+async fn send_file_slice(socket: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+    let mut position = slice.position;
+    let end = slice.position + slice.len as u64;
+    while position < end {
+        socket.writable().await?;
+        let remaining = (end - position) as usize;
+        match socket.try_io(Interest::WRITABLE, || {
+            rustix::fs::sendfile(socket, &*slice.file, Some(&mut position), remaining).map_err(std::io::Error::from)
+        }) {
+            // The frame's size is already on the wire: a file that ends
+            // early leaves nothing to do but close the connection.
+            Ok(0) => {
+                tracing::error!(
+                    position,
+                    end,
+                    "a stored file ended inside the records being sent; closing"
+                );
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "a stored file ended inside the records being sent",
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

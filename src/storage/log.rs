@@ -29,12 +29,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::producer_state::ProducerStates;
 use super::segment::{Backing, BatchInfo, Segment, index_file_name, segment_file_name};
 use super::{StorageError, write_atomically};
+use crate::protocol::FetchedRecords;
 use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, batch_crc, rewritten_prefix};
 
 /// Kafka's `log.segment.bytes` default: 1 GiB.
@@ -177,7 +179,7 @@ impl PartitionLog {
                 base,
                 Backing::File {
                     path: path.clone(),
-                    file,
+                    file: Arc::new(file),
                 },
             );
             // The file's birth time where the file system keeps one: the
@@ -376,7 +378,10 @@ impl PartitionLog {
                 if let Err(e) = self.write_snapshot() {
                     tracing::warn!(error = %e, "could not write a producer state snapshot");
                 }
-                Backing::File { path, file }
+                Backing::File {
+                    path,
+                    file: Arc::new(file),
+                }
             }
             None => Backing::Memory(Vec::new()),
         };
@@ -502,6 +507,20 @@ impl PartitionLog {
             }
         }
         Ok(Bytes::new())
+    }
+
+    /// As [`read_from`](Self::read_from), but a large answer comes as a
+    /// slice of a segment file (see [`Segment::slice_from_offset`]).
+    pub fn slice_from(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<FetchedRecords> {
+        let offset = offset.max(self.log_start_offset);
+        let first = self.first_segment_for(offset);
+        for segment in &self.segments[first..] {
+            let from = offset.max(segment.base_offset);
+            if segment.last_offset.is_some_and(|last| last >= from) {
+                return segment.slice_from_offset(from, max_bytes, min_one);
+            }
+        }
+        Ok(FetchedRecords::default())
     }
 
     /// Bytes a read from `offset` could return (from the batch holding it to
@@ -756,7 +775,7 @@ fn read_checkpoint(path: &Path) -> Result<Option<i64>, StorageError> {
     }
 }
 
-fn write_all_vectored(file: &mut File, first: &[u8], second: &[u8]) -> io::Result<()> {
+fn write_all_vectored(mut file: &File, first: &[u8], second: &[u8]) -> io::Result<()> {
     let (mut a, mut b) = (first, second);
     while !a.is_empty() || !b.is_empty() {
         let written = file.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?;
@@ -842,11 +861,72 @@ mod tests {
     use super::*;
     use crate::protocol::record_batch::tests::sample_batch;
     use crate::storage::producer_state::SequenceCheck;
+    use crate::storage::segment::{self, INDEX_INTERVAL_BYTES};
 
     fn append(log: &mut PartitionLog, records: usize) -> AppendedBatch {
         let batch = sample_batch(records);
         let header = BatchHeader::parse(&batch).unwrap();
         log.append(&batch, &header, 0).unwrap()
+    }
+
+    /// Batch sizes of `bytes` if it is whole batches, back to back.
+    fn whole_batch_sizes(bytes: &[u8]) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let size = BatchHeader::parse(&bytes[at..]).unwrap().total_bytes();
+            assert!(at + size <= bytes.len(), "a cut batch at {at}");
+            sizes.push(size);
+            at += size;
+        }
+        sizes
+    }
+
+    #[test]
+    fn file_slices_hold_the_whole_batches_a_read_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        // Batches from one record to hundreds, so index entries (every 4
+        // KiB) fall a varying number of batches apart.
+        for i in 0..600 {
+            append(&mut log, 1 + (i * 37) % 400);
+        }
+        let largest = whole_batch_sizes(&log.read_from(0, usize::MAX, true).unwrap())
+            .into_iter()
+            .max()
+            .unwrap();
+        let mut slices = 0;
+        for offset in (0..log.next_offset()).step_by(3_571).chain([log.next_offset() - 1]) {
+            for max in [10, 64 * 1024, 100_000, 1 << 20, usize::MAX] {
+                let read = log.read_from(offset, max, true).unwrap();
+                let sliced = log.slice_from(offset, max, true).unwrap();
+                let bytes = sliced.to_bytes().unwrap();
+                assert!(
+                    read.starts_with(&bytes),
+                    "offset {offset}, max {max}: not the read's start"
+                );
+                assert!(
+                    !whole_batch_sizes(&bytes).is_empty(),
+                    "offset {offset}, max {max}: nothing"
+                );
+                assert!(
+                    read.len() - bytes.len() <= INDEX_INTERVAL_BYTES as usize + largest,
+                    "offset {offset}, max {max}: {} bytes short of the read's {}",
+                    read.len() - bytes.len(),
+                    read.len()
+                );
+                if bytes.len() >= segment::FILE_SLICE_BYTES_MIN {
+                    assert!(matches!(sliced, FetchedRecords::File(_)), "a large answer is a slice");
+                    slices += 1;
+                } else {
+                    assert!(matches!(sliced, FetchedRecords::Bytes(_)), "a small answer is read");
+                }
+            }
+        }
+        assert!(slices > 10, "only {slices} answers were slices");
+        // Without min_one, a first batch larger than the limit is left out.
+        let first = whole_batch_sizes(&log.read_from(0, 1, true).unwrap())[0];
+        assert!(log.slice_from(0, first - 1, false).unwrap().is_empty());
     }
 
     #[test]

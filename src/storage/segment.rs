@@ -21,10 +21,12 @@ use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
 
 use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES};
+use crate::protocol::{FetchedRecords, FileSlice};
 
 /// Kafka's `log.index.interval.bytes` default: an index entry per 4 KiB.
 pub const INDEX_INTERVAL_BYTES: u64 = 4096;
@@ -33,6 +35,10 @@ pub const INDEX_INTERVAL_BYTES: u64 = 4096;
 /// long walk double, up to [`WALK_WINDOW_BYTES_MAX`].
 const WALK_WINDOW_BYTES_MIN: usize = 2 * INDEX_INTERVAL_BYTES as usize;
 const WALK_WINDOW_BYTES_MAX: usize = 256 * 1024;
+/// Answers at least this large go out as file slices (sendfile) rather than
+/// being read: below it, a read and a copy cost less than the extra
+/// syscalls of sending the slice on its own.
+pub const FILE_SLICE_BYTES_MIN: usize = 64 * 1024;
 const INDEX_MAGIC: &[u8; 4] = b"MKI1";
 const INDEX_ENTRY_BYTES: usize = 24;
 /// covered bytes, last offset, max timestamp, its offset, first timestamp,
@@ -95,7 +101,7 @@ impl BatchInfo {
 }
 
 pub enum Backing {
-    File { path: PathBuf, file: File },
+    File { path: PathBuf, file: Arc<File> },
     Memory(Vec<u8>),
 }
 
@@ -312,6 +318,53 @@ impl Segment {
             return Ok(whole_batches(bytes.slice(walked..walked + want)));
         }
         self.read_whole_batches(start, first, max_bytes, min_one)
+    }
+
+    /// As [`read_from_offset`](Self::read_from_offset), but a large answer
+    /// comes as a slice of the segment file, for the connection to send
+    /// from the page cache without reading it. The slice ends at a batch
+    /// boundary the segment already knows (an index entry, or its end), so
+    /// finding it reads nothing past the batch holding `offset`; it may
+    /// stop up to an index interval short of `max_bytes`.
+    pub fn slice_from_offset(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<FetchedRecords> {
+        let Backing::File { file, .. } = &self.backing else {
+            return self
+                .read_from_offset(offset, max_bytes, min_one)
+                .map(FetchedRecords::Bytes);
+        };
+        if max_bytes < FILE_SLICE_BYTES_MIN {
+            return self
+                .read_from_offset(offset, max_bytes, min_one)
+                .map(FetchedRecords::Bytes);
+        }
+        let Some(first) = self.locate(offset)? else {
+            return Ok(FetchedRecords::default());
+        };
+        let limit = first.position.saturating_add(max_bytes as u64).min(self.size);
+        let first_end = first.position + first.size;
+        let end = if first_end > limit {
+            if !min_one {
+                return Ok(FetchedRecords::default());
+            }
+            first_end
+        } else if self.size <= limit {
+            self.size
+        } else {
+            // The last index entry at or before the limit starts a batch, so
+            // everything before it is whole batches.
+            let at = self.index.partition_point(|e| e.position <= limit);
+            let entry = at.checked_sub(1).map_or(0, |i| self.index[i].position);
+            entry.max(first_end)
+        };
+        let len = (end - first.position) as usize;
+        if len < FILE_SLICE_BYTES_MIN {
+            return self.read_range(first.position, len).map(FetchedRecords::Bytes);
+        }
+        Ok(FetchedRecords::File(FileSlice {
+            file: file.clone(),
+            position: first.position,
+            len,
+        }))
     }
 
     /// Whole batches from the one at `position` (of `first_size` bytes) on,

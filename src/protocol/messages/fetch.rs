@@ -1,7 +1,8 @@
 //! Fetch (key 1), versions 4-17, flexible from 12. v13+ names topics by id.
 
-use bytes::Bytes;
 use uuid::Uuid;
+
+use crate::protocol::FetchedRecords;
 
 use crate::message;
 
@@ -90,7 +91,7 @@ message! {
         preferred_read_replica: i32 = -1 => 11..,
         /// Whole stored batches, verbatim; present and empty when there is
         /// nothing to return (librdkafka does not accept null here).
-        records: Option<Bytes> => 0..,
+        records: Option<FetchedRecords> => 0..,
     }
 }
 

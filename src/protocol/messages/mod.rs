@@ -48,6 +48,8 @@ pub use topic_admin::{
 
 use bytes::{BufMut, Bytes};
 
+use super::{DeferredSlices, WireBuf};
+
 use super::api::ApiKey;
 use super::error::DecodeError;
 
@@ -92,10 +94,10 @@ macro_rules! apis {
             }
 
             /// Encodes the body at `version` (for clients and tests).
-            pub fn encode<B: BufMut>(&self, version: i16, buf: &mut B) {
+            pub fn encode<B: WireBuf>(&self, version: i16, buf: &mut B) {
                 let flexible = self.api_key().spec().is_flexible(version);
                 match self {
-                    $(Request::$key(message) => super::encode_body_into(message, version, flexible, buf),)*
+                    $(Request::$key(message) => super::encode_body_into(message, version, flexible, buf, None),)*
                 }
             }
         }
@@ -115,11 +117,18 @@ macro_rules! apis {
                 }
             }
 
-            /// Encodes the body at `version`.
-            pub fn encode<B: BufMut>(&self, version: i16, buf: &mut B) {
+            /// Encodes the body at `version`, reading any file slices in.
+            pub fn encode<B: WireBuf>(&self, version: i16, buf: &mut B) {
+                self.encode_deferring(version, buf, None)
+            }
+
+            /// Encodes the body at `version`, setting file slices aside in
+            /// `deferred` (when given) for the caller to send after the
+            /// buffer's bytes before their positions.
+            pub fn encode_deferring<B: WireBuf>(&self, version: i16, buf: &mut B, deferred: Option<&DeferredSlices>) {
                 let flexible = self.api_key().spec().is_flexible(version);
                 match self {
-                    $(Response::$key(message) => super::encode_body_into(message, version, flexible, buf),)*
+                    $(Response::$key(message) => super::encode_body_into(message, version, flexible, buf, deferred),)*
                 }
             }
         }
