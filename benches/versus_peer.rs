@@ -9,7 +9,9 @@
 //! - produce latency at 5,000 msg/s, acks=all, p50/p99/p99.9;
 //! - per phase, the broker's CPU seconds (user+sys, /proc) and peak RSS
 //!   (sampled every 5 ms);
-//! - the ceiling: the same bytes over one loopback connection into a sink.
+//! - the ceiling: the same bytes (at least 1 GB) over one loopback
+//!   connection into a sink, with the CPU its sending and receiving threads
+//!   use per GB: the floor under any broker's cost on this machine.
 //!
 //! minikafka writes its log to disk (a temporary directory, default flush
 //! policy); Tansu keeps its data in memory (`memory://`).
@@ -31,7 +33,6 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PARTITIONS: i32 = 6;
 
@@ -47,10 +48,8 @@ impl Broker {
         self.child.id()
     }
 
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().collect();
-        (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) as f64 / 100.0
+    fn cpu(&self) -> CpuSample {
+        CpuSample::of(self.pid())
     }
 
     fn rss_bytes(&self) -> u64 {
@@ -63,6 +62,65 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `stat` fields after the command name: utime is [11], stime [12],
+/// cutime [13], cstime [14], in clock ticks.
+fn stat_fields(path: &str) -> Vec<u64> {
+    let stat = std::fs::read_to_string(path).unwrap();
+    stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect()
+}
+
+/// A process's CPU time: per thread in nanoseconds (schedstat), and the
+/// whole process in clock ticks, which also counts threads that exited.
+struct CpuSample {
+    ticks: u64,
+    threads: std::collections::BTreeMap<u32, u64>,
+}
+
+impl CpuSample {
+    fn of(pid: u32) -> Self {
+        let fields = stat_fields(&format!("/proc/{pid}/stat"));
+        let mut threads = std::collections::BTreeMap::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().flatten() {
+            let Ok(tid) = task.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat")) {
+                let ns = schedstat.split_whitespace().next().and_then(|n| n.parse().ok());
+                threads.insert(tid, ns.unwrap_or(0));
+            }
+        }
+        CpuSample {
+            ticks: fields[11] + fields[12],
+            threads,
+        }
+    }
+
+    /// CPU seconds from `self` to `later`: to the nanosecond when every
+    /// thread of `self` is still there, else in ticks (10 ms).
+    fn seconds_until(&self, later: &CpuSample) -> f64 {
+        if self.threads.keys().all(|tid| later.threads.contains_key(tid)) {
+            let ns: u64 = later
+                .threads
+                .iter()
+                .map(|(tid, ns)| ns - self.threads.get(tid).copied().unwrap_or(0).min(*ns))
+                .sum();
+            ns as f64 / 1e9
+        } else {
+            (later.ticks - self.ticks) as f64 / 100.0
+        }
+    }
+}
+
+/// This process's CPU seconds with its waited-for children's: the client
+/// side of a phase (rdkafka in-process, or `minikafka perf produce`).
+fn client_cpu_seconds() -> f64 {
+    let fields = stat_fields("/proc/self/stat");
+    (fields[11] + fields[12] + fields[13] + fields[14]) as f64 / 100.0
 }
 
 fn rss_of(pid: u32) -> u64 {
@@ -149,6 +207,8 @@ struct Figures {
     records: u64,
     bytes: u64,
     cpu_seconds: f64,
+    /// The client's CPU seconds in the phase (ticks).
+    client_cpu_seconds: f64,
     peak_rss: u64,
 }
 
@@ -162,11 +222,21 @@ impl Figures {
     fn cpu_per_gb(&self) -> f64 {
         self.cpu_seconds / (self.bytes as f64 / 1e9)
     }
+    fn client_cpu_per_gb(&self) -> f64 {
+        self.client_cpu_seconds / (self.bytes as f64 / 1e9)
+    }
+}
+
+/// Waits for the dirty pages earlier phases left to be written back, so
+/// that writeback does not run inside the next phase's measurement.
+fn settle_writeback() {
+    rustix::fs::sync();
 }
 
 fn measure(broker: &Broker, records: u64, bytes: u64, work: impl FnOnce()) -> Figures {
+    settle_writeback();
     let sampler = RssSampler::start(broker.pid());
-    let cpu = broker.cpu_seconds();
+    let (cpu, client_cpu) = (broker.cpu(), client_cpu_seconds());
     let started = Instant::now();
     work();
     let seconds = started.elapsed().as_secs_f64();
@@ -174,7 +244,8 @@ fn measure(broker: &Broker, records: u64, bytes: u64, work: impl FnOnce()) -> Fi
         seconds,
         records,
         bytes,
-        cpu_seconds: broker.cpu_seconds() - cpu,
+        cpu_seconds: cpu.seconds_until(&broker.cpu()),
+        client_cpu_seconds: client_cpu_seconds() - client_cpu,
         peak_rss: sampler.finish(),
     }
 }
@@ -334,37 +405,81 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
-/// The same bytes through one loopback connection into a sink: MB/s.
-fn ceiling(bytes: u64) -> f64 {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let sink = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut total = 0u64;
-            loop {
-                let n = socket.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    return total;
-                }
-                total += n as u64;
+/// CPU seconds this thread has run (schedstat: nanoseconds, not ticks).
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    stat.split_whitespace().next().unwrap().parse::<u64>().unwrap() as f64 / 1e9
+}
+
+/// The loopback's limits: one connection pushing bytes into a sink that
+/// discards them, each end a thread of its own.
+#[derive(Clone, Copy)]
+struct Ceiling {
+    mb_per_second: f64,
+    /// CPU seconds per GB of the sending and of the receiving thread: what
+    /// any broker pays at least to send (consume) or to receive (produce)
+    /// bytes over this machine's loopback.
+    sender_cpu_per_gb: f64,
+    receiver_cpu_per_gb: f64,
+}
+
+/// The same bytes (at least 1 GB, so the CPU figures are not a few
+/// milliseconds) through one loopback connection into a sink.
+fn ceiling(bytes: u64) -> Ceiling {
+    use std::io::{Read, Write};
+    let bytes = bytes.max(1_000_000_000);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sink = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let cpu = thread_cpu_seconds();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = socket.read(&mut buf).unwrap();
+            if n == 0 {
+                return (total, thread_cpu_seconds() - cpu);
             }
-        });
-        let chunk = vec![b'x'; 1 << 20];
-        let started = Instant::now();
-        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut sent = 0;
-        while sent < bytes {
-            let n = (bytes - sent).min(chunk.len() as u64) as usize;
-            socket.write_all(&chunk[..n]).await.unwrap();
-            sent += n as u64;
+            total += n as u64;
         }
-        drop(socket);
-        assert_eq!(sink.await.unwrap(), bytes);
-        bytes as f64 / started.elapsed().as_secs_f64() / 1e6
-    })
+    });
+    let chunk = vec![b'x'; 1 << 20];
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    let (started, cpu) = (Instant::now(), thread_cpu_seconds());
+    let mut sent = 0;
+    while sent < bytes {
+        let n = (bytes - sent).min(chunk.len() as u64) as usize;
+        socket.write_all(&chunk[..n]).unwrap();
+        sent += n as u64;
+    }
+    drop(socket);
+    let sender_cpu = thread_cpu_seconds() - cpu;
+    let (received, receiver_cpu) = sink.join().unwrap();
+    assert_eq!(received, bytes);
+    let gb = bytes as f64 / 1e9;
+    Ceiling {
+        mb_per_second: bytes as f64 / started.elapsed().as_secs_f64() / 1e6,
+        sender_cpu_per_gb: sender_cpu / gb,
+        receiver_cpu_per_gb: receiver_cpu / gb,
+    }
+}
+
+/// CPU seconds per GB of writing 256 MB (1 MiB writes) to a new file
+/// under `dir`: the page cache's cost on this machine at the moment, which
+/// a broker that stores what it is sent pays at least.
+fn file_write_cpu_per_gb(dir: &std::path::Path) -> f64 {
+    use std::io::Write;
+    const CHUNKS: usize = 256;
+    let path = dir.join("write-floor");
+    let chunk = vec![b'x'; 1 << 20];
+    let (mut file, cpu) = (std::fs::File::create(&path).unwrap(), thread_cpu_seconds());
+    for _ in 0..CHUNKS {
+        file.write_all(&chunk).unwrap();
+    }
+    let seconds = thread_cpu_seconds() - cpu;
+    drop(file);
+    std::fs::remove_file(&path).unwrap();
+    seconds / (CHUNKS as f64 * chunk.len() as f64 / 1e9)
 }
 
 const LOADS: [&str; 2] = ["100B", "10KiB"];
@@ -379,7 +494,14 @@ fn selected(category: &[&str], name: &str) -> bool {
 
 struct Phase {
     name: String,
+    /// The loopback's throughput, for produce phases.
     ceiling_mb_s: Option<f64>,
+    /// The least CPU per GB any broker that keeps its data on disk pays in
+    /// this phase: the loopback receiver's plus a plain file write's for
+    /// produce, the loopback sender's for consume.
+    floor_cpu_per_gb: f64,
+    /// A plain 256 MB file write's CPU per GB, right after a produce phase.
+    file_write_cpu_per_gb: Option<f64>,
     figures: Vec<Figures>,
 }
 
@@ -416,10 +538,21 @@ fn main() {
 
     let loads: [(&str, u64, usize); 2] = [("100B", 1_000_000, 100), ("10KiB", 100_000, 10 * 1024)];
     let mut phases: Vec<Phase> = Vec::new();
-    let mut add = |name: String, ceiling_mb_s: Option<f64>, figures: Vec<Figures>| {
+    let mut ceilings = Vec::new();
+    let data_dir = data.path().to_path_buf();
+    let mut add = |name: String, ceiling: Ceiling, produce: bool, figures: Vec<Figures>| {
+        // What a plain writer pays for the page cache right now (it varies
+        // on this VM with how much memory the host backs), measured after
+        // the phase so that it does not warm the phase up.
+        let file_write = produce.then(|| file_write_cpu_per_gb(&data_dir));
         phases.push(Phase {
             name,
-            ceiling_mb_s,
+            ceiling_mb_s: produce.then_some(ceiling.mb_per_second),
+            floor_cpu_per_gb: match file_write {
+                Some(write) => ceiling.receiver_cpu_per_gb + write,
+                None => ceiling.sender_cpu_per_gb,
+            },
+            file_write_cpu_per_gb: file_write,
             figures,
         })
     };
@@ -428,7 +561,8 @@ fn main() {
             continue;
         }
         let bytes = count * size as u64;
-        let ceiling_mb_s = ceiling(bytes);
+        let ceiling = ceiling(bytes);
+        ceilings.push((label, ceiling));
         for acks in ["1", "all"].into_iter().filter(|_| selected(&KINDS, "rdkafka")) {
             let topic = format!("rd-{label}-acks{acks}");
             let figures = brokers
@@ -440,7 +574,8 @@ fn main() {
                 .collect();
             add(
                 format!("produce {count} x {label}, acks={acks}, rdkafka"),
-                Some(ceiling_mb_s),
+                ceiling,
+                true,
                 figures,
             );
             let figures = brokers
@@ -449,7 +584,8 @@ fn main() {
                 .collect();
             add(
                 format!("consume {count} x {label} (acks={acks} topic), rdkafka"),
-                None,
+                ceiling,
+                false,
                 figures,
             );
         }
@@ -466,7 +602,8 @@ fn main() {
             .collect();
         add(
             format!("produce {count} x {label}, acks=1, minikafka perf produce"),
-            Some(ceiling_mb_s),
+            ceiling,
+            true,
             figures,
         );
     }
@@ -474,6 +611,7 @@ fn main() {
     println!();
     println!("minikafka: release binary, log on disk (default flush policy); tansu 0.6: memory://, data in memory");
     println!("rdkafka consumers: fetch.queue.backoff.ms=10; latency: after one warm-up send per partition");
+    println!("every phase starts after a sync: no writeback left over from the phase before");
     println!(
         "start-up to first ApiVersions: minikafka {:.1} ms, tansu {:.1} ms; idle RSS: minikafka {:.1} MB, tansu {:.1} MB",
         brokers[0].startup.as_secs_f64() * 1000.0,
@@ -483,21 +621,24 @@ fn main() {
     );
     println!();
     println!(
-        "{:<58} {:>10} {:>9} {:>8} {:>8} {:>9}   {:>10} {:>9} {:>8} {:>8} {:>9}   {:>6} {:>7} {:>8}",
+        "{:<58} {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>6} {:>7} {:>8} {:>6}",
         "phase",
         "mk rec/s",
         "mk MB/s",
         "mk cpu",
         "cpu/GB",
         "mk RSS",
+        "client",
         "peer rec/s",
         "peer MB/s",
         "peer cpu",
         "cpu/GB",
         "peer RSS",
+        "client",
         "thrpt",
         "cpu/GB",
-        "ceiling"
+        "ceiling",
+        "floor"
     );
     for phase in &phases {
         let (ours, theirs) = (phase.figures[0], phase.figures[1]);
@@ -505,27 +646,45 @@ fn main() {
             .ceiling_mb_s
             .map_or_else(|| "-".to_string(), |c| format!("{:.2}", ours.mb_per_second() / c));
         println!(
-            "{:<58} {:>10.0} {:>9.1} {:>8.2} {:>8.2} {:>8.0}M   {:>10.0} {:>9.1} {:>8.2} {:>8.2} {:>8.0}M   {:>6.2} {:>7.2} {:>8}",
+            "{:<58} {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>6.2} {:>7.2} {:>8} {:>6.2}",
             phase.name,
             ours.records_per_second(),
             ours.mb_per_second(),
             ours.cpu_seconds,
             ours.cpu_per_gb(),
             ours.peak_rss as f64 / 1e6,
+            ours.client_cpu_per_gb(),
             theirs.records_per_second(),
             theirs.mb_per_second(),
             theirs.cpu_seconds,
             theirs.cpu_per_gb(),
             theirs.peak_rss as f64 / 1e6,
+            theirs.client_cpu_per_gb(),
             ours.records_per_second() / theirs.records_per_second(),
             ours.cpu_per_gb() / theirs.cpu_per_gb(),
-            ceiling
+            ceiling,
+            ours.cpu_per_gb() / phase.floor_cpu_per_gb
         );
     }
-    println!("(thrpt and cpu/GB columns: minikafka / peer; ceiling: minikafka MB/s / the loopback sink's MB/s)");
+    println!("(thrpt and cpu/GB columns: minikafka / peer; ceiling: minikafka MB/s / the loopback sink's MB/s;");
+    println!(
+        " floor: minikafka cpu/GB / the loopback's own cpu/GB at the broker's end: receiving for produce, sending for consume)"
+    );
+    for (label, c) in &ceilings {
+        println!(
+            "loopback, {label} load: {:.0} MB/s; sender {:.3} cpu s/GB, receiver {:.3} cpu s/GB",
+            c.mb_per_second, c.sender_cpu_per_gb, c.receiver_cpu_per_gb
+        );
+    }
+    for phase in &phases {
+        if let Some(write) = phase.file_write_cpu_per_gb {
+            println!("plain file write after \"{}\": {write:.3} cpu s/GB", phase.name);
+        }
+    }
 
     println!();
     for broker in brokers.iter().filter(|_| selected(&KINDS, "latency")) {
+        settle_writeback();
         let topic = "latency".to_string();
         create_topics(&broker.addr, std::slice::from_ref(&topic));
         let sorted = latencies(&broker.addr, &topic, 5000, 25_000);
