@@ -175,7 +175,7 @@ impl Accumulator {
         let batch = state.open.entry(partition).or_insert_with(|| {
             wake = true;
             OpenBatch {
-                builder: RecordBatchBuilder::new(now_ms()),
+                builder: RecordBatchBuilder::with_capacity(now_ms(), config.batch_size),
                 outcome: Arc::new(Outcome::default()),
                 created: Instant::now(),
             }

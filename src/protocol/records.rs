@@ -41,20 +41,34 @@ pub enum RecordsError {
 }
 
 /// Builds one uncompressed-or-compressed v2 batch (base offset 0, no producer id).
+///
+/// Records are encoded once, after room left for the batch header, so an
+/// uncompressed batch is finished in place: the header and CRC are written
+/// into that room and the buffer becomes the batch without another copy.
 pub struct RecordBatchBuilder {
     base_timestamp: i64,
     max_timestamp: i64,
     count: i32,
-    records: BytesMut,
+    /// The header's room, then the encoded records.
+    buf: BytesMut,
 }
 
 impl RecordBatchBuilder {
     pub fn new(base_timestamp: i64) -> Self {
+        Self::with_capacity(base_timestamp, 0)
+    }
+
+    /// A builder whose buffer holds `bytes` of batch before it grows: a
+    /// producer passes its batch.size, so filling a batch never copies
+    /// the records to a larger buffer.
+    pub fn with_capacity(base_timestamp: i64, bytes: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(bytes.max(BATCH_HEADER_BYTES));
+        buf.put_bytes(0, BATCH_HEADER_BYTES);
         RecordBatchBuilder {
             base_timestamp,
             max_timestamp: base_timestamp,
             count: 0,
-            records: BytesMut::new(),
+            buf,
         }
     }
 
@@ -68,7 +82,7 @@ impl RecordBatchBuilder {
 
     /// Size of the batch if built now without compression.
     pub fn size_bytes(&self) -> usize {
-        BATCH_HEADER_BYTES + self.records.len()
+        self.buf.len()
     }
 
     /// Appends a record; its `offset` is ignored (records are numbered in
@@ -96,7 +110,7 @@ impl RecordBatchBuilder {
             + field(record.value.as_deref())
             + varint_len(record.headers.len() as i32)
             + headers_len;
-        let records = &mut self.records;
+        let records = &mut self.buf;
         records.reserve(body_len + 5);
         put_varint(records, body_len as i32);
         records.put_i8(0);
@@ -114,22 +128,31 @@ impl RecordBatchBuilder {
 
     /// Finishes the batch: compresses the records and writes the header and CRC.
     pub fn build(self, compression: Compression) -> std::io::Result<Bytes> {
-        let payload = compress(compression, &self.records)?;
-        let mut batch = BytesMut::with_capacity(BATCH_HEADER_BYTES + payload.len());
-        batch.put_i64(0);
-        batch.put_i32((BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + payload.len()) as i32);
-        batch.put_i32(-1);
-        batch.put_i8(2);
-        batch.put_u32(0);
-        batch.put_i16(compression as i16);
-        batch.put_i32(self.count - 1);
-        batch.put_i64(self.base_timestamp);
-        batch.put_i64(self.max_timestamp);
-        batch.put_i64(-1);
-        batch.put_i16(-1);
-        batch.put_i32(-1);
-        batch.put_i32(self.count);
-        batch.put_slice(&payload);
+        let mut batch = match compression {
+            Compression::None => self.buf,
+            _ => {
+                let payload = compress(compression, &self.buf[BATCH_HEADER_BYTES..])?;
+                let mut batch = BytesMut::with_capacity(BATCH_HEADER_BYTES + payload.len());
+                batch.put_bytes(0, BATCH_HEADER_BYTES);
+                batch.put_slice(&payload);
+                batch
+            }
+        };
+        let payload_len = batch.len() - BATCH_HEADER_BYTES;
+        let mut header = &mut batch[..BATCH_HEADER_BYTES];
+        header.put_i64(0);
+        header.put_i32((BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + payload_len) as i32);
+        header.put_i32(-1);
+        header.put_i8(2);
+        header.put_u32(0);
+        header.put_i16(compression as i16);
+        header.put_i32(self.count - 1);
+        header.put_i64(self.base_timestamp);
+        header.put_i64(self.max_timestamp);
+        header.put_i64(-1);
+        header.put_i16(-1);
+        header.put_i32(-1);
+        header.put_i32(self.count);
         let crc = batch_crc(&batch);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
         Ok(batch.freeze())
