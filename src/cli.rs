@@ -141,6 +141,9 @@ struct ProducerFlags {
     /// batch.size in bytes.
     #[arg(long, default_value_t = 16384)]
     batch_size: usize,
+    /// buffer.memory: bytes of records waiting for acknowledgement before sends wait.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    buffer_memory: usize,
     /// compression.type: none, gzip, snappy, lz4 or zstd.
     #[arg(long, default_value = "none", value_parser = parse_compression)]
     compression: minikafka::producer::Compression,
@@ -163,6 +166,7 @@ impl ProducerFlags {
             acks: self.acks,
             linger: std::time::Duration::from_millis(self.linger_ms),
             batch_size: self.batch_size,
+            buffer_memory: self.buffer_memory,
             compression: self.compression,
             partitioner: self.partitioner,
             request_timeout: std::time::Duration::from_millis(self.request_timeout_ms),

@@ -415,3 +415,74 @@ async fn keyless_records_spread_over_partitions() {
     assert_eq!(partitions, BTreeSet::from([0, 1, 2, 3]));
     broker.shutdown().await;
 }
+
+/// buffer.memory bounds what waits unacknowledged: with a batch lingering
+/// and the room used up, the next send waits until the batch is answered,
+/// then goes through; and a stream of records many times the bound all
+/// arrive, in order, byte-identical (the buffers of acknowledged batches
+/// are reused for new ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_wait_for_buffer_memory_and_every_record_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(common::config(dir.path(), 2)).await;
+    let value = |i: usize| Bytes::from(format!("{i:08}").repeat(1280));
+    let sized = |i: usize, partition: i32| ProducerRecord {
+        topic: "bounded".into(),
+        partition: Some(partition),
+        value: Some(value(i)),
+        ..ProducerRecord::default()
+    };
+
+    // Six 10 KiB records fit in 64 KiB; a seventh does not while their
+    // batch lingers.
+    let producer = Producer::new(ProducerConfig {
+        buffer_memory: 64 * 1024,
+        batch_size: 1024 * 1024,
+        linger: Duration::from_secs(60),
+        ..config(&broker.bootstrap())
+    })
+    .await
+    .unwrap();
+    let mut first = Vec::new();
+    for i in 0..6 {
+        first.push(producer.send(sized(i, 0)).await);
+    }
+    let mut seventh = Box::pin(producer.send(sized(6, 0)));
+    tokio::select! {
+        biased;
+        _ = &mut seventh => panic!("the seventh send found room that six lingering records hold"),
+        () = std::future::ready(()) => {}
+    }
+    producer.flush().await;
+    for delivery in first {
+        delivery.await.unwrap();
+    }
+    let seventh = seventh.await;
+    producer.flush().await;
+    assert_eq!(seventh.await.unwrap().offset, 6);
+    producer.close().await;
+
+    // 2,000 records (20 MiB) through 256 KiB of room.
+    let producer = Producer::new(ProducerConfig {
+        buffer_memory: 256 * 1024,
+        batch_size: 64 * 1024,
+        ..config(&broker.bootstrap())
+    })
+    .await
+    .unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..2_000 {
+        deliveries.push(producer.send(sized(i, 1)).await);
+    }
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap().offset, i as i64);
+    }
+    producer.close().await;
+    let stored = stored_records(&broker, "bounded", 1);
+    assert_eq!(stored.len(), 2_000);
+    for (i, record) in stored.iter().enumerate() {
+        assert_eq!(record.value.as_ref(), Some(&value(i)), "record {i}");
+    }
+    assert_eq!(stored_records(&broker, "bounded", 0).len(), 7);
+    broker.shutdown().await;
+}

@@ -11,10 +11,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{BrokerConnection, ClientError};
 use crate::protocol::messages::{Request, Response, response_header_is_flexible};
-use crate::protocol::{ApiKey, ResponseHeader};
+use crate::protocol::{ApiKey, Deferred, DeferredSlices, ResponseHeader};
 
 /// Requests queued for writing on one connection.
 const QUEUED_REQUESTS_MAX: usize = 64;
+
+/// Byte fields at least this large (record batches) are written from where
+/// they are rather than copied into the request frame.
+const WRITTEN_IN_PLACE_BYTES_MIN: usize = 16 * 1024;
 
 /// The answer to a request: a response, or nothing for a request that gets
 /// none (acks=0 produce).
@@ -22,6 +26,8 @@ pub type Answer = Result<Option<Response>, ClientError>;
 
 struct Outgoing {
     frame: BytesMut,
+    /// Byte fields left out of `frame`, each with its position there.
+    in_place: Vec<(usize, Bytes)>,
     awaiting: Option<Awaiting>,
     reply: oneshot::Sender<Answer>,
 }
@@ -75,13 +81,29 @@ impl PipelinedConnection {
             return answer;
         };
         let correlation_id = self.correlation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let frame = request.encode_frame(version, correlation_id, &self.client_id);
+        let deferred = DeferredSlices::with_bytes_from(WRITTEN_IN_PLACE_BYTES_MIN);
+        let frame = request.encode_frame_deferring(version, correlation_id, &self.client_id, Some(&deferred));
+        let in_place = deferred
+            .take()
+            .into_iter()
+            .filter_map(|(position, part)| match part {
+                Deferred::Bytes(bytes) => Some((position, bytes)),
+                // Requests hold no file slices.
+                Deferred::File(_) => None,
+            })
+            .collect();
         let awaiting = expects_response.then_some(Awaiting {
             correlation_id,
             key,
             version,
         });
-        if let Err(mpsc::error::SendError(outgoing)) = self.queue.send(Outgoing { frame, awaiting, reply }).await {
+        let outgoing = Outgoing {
+            frame,
+            in_place,
+            awaiting,
+            reply,
+        };
+        if let Err(mpsc::error::SendError(outgoing)) = self.queue.send(outgoing).await {
             let _ = outgoing.reply.send(Err(closed(&self.addr)));
         }
         answer
@@ -96,6 +118,33 @@ impl PipelinedConnection {
     pub fn is_closed(&self) -> bool {
         self.queue.is_closed()
     }
+}
+
+/// Writes a request: its frame with the byte fields left out of it put
+/// back in their places, in vectored writes.
+async fn write_outgoing(writer: &mut tokio::net::tcp::OwnedWriteHalf, outgoing: &Outgoing) -> std::io::Result<()> {
+    if outgoing.in_place.is_empty() {
+        return writer.write_all(&outgoing.frame).await;
+    }
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * outgoing.in_place.len() + 1);
+    let mut at = 0;
+    for (position, bytes) in &outgoing.in_place {
+        parts.push(&outgoing.frame[at..*position]);
+        parts.push(bytes);
+        at = *position;
+    }
+    parts.push(&outgoing.frame[at..]);
+    parts.retain(|p| !p.is_empty());
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let mut remaining: &mut [std::io::IoSlice<'_>] = &mut slices;
+    while !remaining.is_empty() {
+        let written = writer.write_vectored(remaining).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut remaining, written);
+    }
+    Ok(())
 }
 
 fn closed(addr: &str) -> ClientError {
@@ -113,7 +162,7 @@ async fn serve(stream: TcpStream, mut requests: mpsc::Receiver<Outgoing>, addr: 
         tokio::select! {
             outgoing = requests.recv() => {
                 let Some(outgoing) = outgoing else { break closed(&addr) };
-                if let Err(source) = writer.write_all(&outgoing.frame).await {
+                if let Err(source) = write_outgoing(&mut writer, &outgoing).await {
                     let _ = outgoing.reply.send(Err(ClientError::Io { addr: addr.clone(), source }));
                     break closed(&addr);
                 }

@@ -61,6 +61,8 @@ pub(super) struct OpenBatch {
     pub builder: RecordBatchBuilder,
     pub outcome: Arc<Outcome>,
     pub created: Instant,
+    /// Bytes of the producer's buffer memory its records hold.
+    pub held: usize,
 }
 
 /// A batch that takes no more records, not yet turned into bytes.
@@ -81,6 +83,10 @@ struct TopicState {
 pub(super) struct Accumulator {
     topics: HashMap<String, TopicState>,
     full: Vec<FullBatch>,
+    /// Buffers of acknowledged batches, for the next ones to reuse: a
+    /// batch.size allocation is otherwise fresh memory the kernel faults
+    /// in and zeroes, every batch. At most buffer.memory's worth.
+    spare: Vec<bytes::BytesMut>,
     /// Records accepted and not yet resolved (what `flush` waits for).
     pub outstanding: usize,
     pub flushes: usize,
@@ -108,6 +114,15 @@ fn now_ms() -> i64 {
 }
 
 impl Accumulator {
+    /// Keeps the buffer of an acknowledged batch for a new one, if it is
+    /// large enough to be worth keeping and there is room.
+    pub fn recycle(&mut self, buf: bytes::BytesMut, config: &ProducerConfig) {
+        let most = (config.buffer_memory / config.batch_size.max(1)).max(1);
+        if buf.capacity() >= config.batch_size && self.spare.len() < most {
+            self.spare.push(buf);
+        }
+    }
+
     pub fn knows(&self, topic: &str) -> bool {
         self.topics.contains_key(topic)
     }
@@ -135,7 +150,7 @@ impl Accumulator {
     /// Appends a record to its partition's open batch. Returns the batch's
     /// outcome, the record's index in it, and whether the sending task
     /// should look (a batch was opened or filled).
-    pub fn append(&mut self, config: &ProducerConfig, record: ProducerRecord, size: usize) -> Appended {
+    pub fn append(&mut self, config: &ProducerConfig, record: ProducerRecord, size: usize, held: usize) -> Appended {
         let Some(state) = self.topics.get_mut(&record.topic) else {
             return Appended::UnknownTopic(Box::new(record));
         };
@@ -172,14 +187,18 @@ impl Accumulator {
             });
             wake = true;
         }
+        let spare = &mut self.spare;
         let batch = state.open.entry(partition).or_insert_with(|| {
             wake = true;
+            let buf = spare.pop().unwrap_or_default();
             OpenBatch {
-                builder: RecordBatchBuilder::with_capacity(now_ms(), config.batch_size),
+                builder: RecordBatchBuilder::reusing(now_ms(), buf, config.batch_size),
                 outcome: Arc::new(Outcome::default()),
                 created: Instant::now(),
+                held: 0,
             }
         });
+        batch.held += held;
         let index = batch.builder.len() as i64;
         batch.builder.push(Record {
             timestamp: record.timestamp.unwrap_or_else(now_ms),

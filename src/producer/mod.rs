@@ -88,6 +88,10 @@ pub struct ProducerConfig {
     pub partitioner: Partitioner,
     /// Records that may wait unacknowledged before `send` waits for room.
     pub max_queued_records: usize,
+    /// `buffer.memory`: bytes of records that may wait unacknowledged
+    /// before `send` waits for room. It also bounds the buffers kept for
+    /// reuse, which it makes worth keeping: in flight stays this size.
+    pub buffer_memory: usize,
     /// `metadata.max.age.ms`: how often metadata is refreshed anyway.
     pub metadata_max_age: Duration,
 }
@@ -108,6 +112,7 @@ impl Default for ProducerConfig {
             compression: Compression::None,
             partitioner: Partitioner::Fnv1a,
             max_queued_records: 100_000,
+            buffer_memory: 32 * 1024 * 1024,
             metadata_max_age: Duration::from_secs(300),
         }
     }
@@ -209,6 +214,8 @@ pub(crate) struct Shared {
     idle: Notify,
     /// Room for records in the producer (`max_queued_records`).
     room: Semaphore,
+    /// Room for their bytes (`buffer_memory`).
+    memory: Semaphore,
     /// Topics `send` needs partition counts for, answered by the sending task.
     metadata: mpsc::UnboundedSender<(String, oneshot::Sender<Result<(), ProduceError>>)>,
 }
@@ -220,8 +227,9 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Settles a batch of `records`: their futures resolve, their room frees.
-    pub(crate) fn settle(&self, outcome: &Outcome, records: usize, result: accumulator::BatchResult) {
+    /// Settles a batch of `records` holding `bytes` of room: their futures
+    /// resolve, their room frees.
+    pub(crate) fn settle(&self, outcome: &Outcome, records: usize, bytes: usize, result: accumulator::BatchResult) {
         outcome.finish(result);
         let idle = {
             let mut accumulator = self.accumulator();
@@ -229,6 +237,7 @@ impl Shared {
             accumulator.outstanding == 0
         };
         self.room.add_permits(records);
+        self.memory.add_permits(bytes);
         if idle {
             self.idle.notify_waiters();
         }
@@ -250,6 +259,7 @@ impl Producer {
         let (metadata, metadata_requests) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             room: Semaphore::new(config.max_queued_records),
+            memory: Semaphore::new(config.buffer_memory.max(1)),
             config,
             accumulator: Mutex::new(Accumulator::default()),
             wake: Notify::new(),
@@ -279,12 +289,22 @@ impl Producer {
             Ok(permit) => permit,
             Err(_) => return DeliveryFuture::failed(ProduceError::Closed),
         };
+        // A record larger than all the room takes all of it, not forever.
+        let held = size.min(self.shared.config.buffer_memory.max(1)).min(u32::MAX as usize);
+        let memory = match self.shared.memory.acquire_many(held as u32).await {
+            Ok(memory) => memory,
+            Err(_) => return DeliveryFuture::failed(ProduceError::Closed),
+        };
         let mut record = record;
         loop {
-            let appended = self.shared.accumulator().append(&self.shared.config, record, size);
+            let appended = self
+                .shared
+                .accumulator()
+                .append(&self.shared.config, record, size, held);
             match appended {
                 Appended::Placed { outcome, index, wake } => {
                     permit.forget();
+                    memory.forget();
                     if wake {
                         self.shared.wake.notify_one();
                     }

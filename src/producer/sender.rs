@@ -27,6 +27,8 @@ struct ClosedBatch {
     bytes: Bytes,
     outcome: Arc<Outcome>,
     records: usize,
+    /// Bytes of buffer memory its records hold until it is settled.
+    held: usize,
     created: Instant,
     attempts: u32,
     retry_at: Option<Instant>,
@@ -216,6 +218,7 @@ impl Sender {
                         bytes,
                         outcome: full.batch.outcome,
                         records,
+                        held: full.batch.held,
                         created: full.batch.created,
                         attempts: 0,
                         retry_at: None,
@@ -226,7 +229,8 @@ impl Sender {
                         topic: full.topic,
                         reason: format!("compression failed: {e}"),
                     };
-                    self.shared.settle(&full.batch.outcome, records, Err(error));
+                    self.shared
+                        .settle(&full.batch.outcome, records, full.batch.held, Err(error));
                 }
             }
         }
@@ -246,8 +250,12 @@ impl Sender {
     }
 
     fn fail(&mut self, batch: ClosedBatch, error: impl Fn(String) -> ProduceError) {
-        self.shared
-            .settle(&batch.outcome, batch.records, Err(error(batch.last_error.clone())));
+        self.shared.settle(
+            &batch.outcome,
+            batch.records,
+            batch.held,
+            Err(error(batch.last_error.clone())),
+        );
     }
 
     async fn connection(&mut self, node: i32) -> Result<PipelinedConnection, ClientError> {
@@ -361,7 +369,7 @@ impl Sender {
                 // acks=0: written is all we will ever know.
                 for batch in completion.batches {
                     self.shared
-                        .settle(&batch.outcome, batch.records, Ok((batch.partition, -1)));
+                        .settle(&batch.outcome, batch.records, batch.held, Ok((batch.partition, -1)));
                 }
                 return;
             }
@@ -404,8 +412,17 @@ impl Sender {
             let code = ErrorCode::from_code(answer.error_code);
             match code {
                 ErrorCode::None => {
-                    self.shared
-                        .settle(&batch.outcome, batch.records, Ok((batch.partition, answer.base_offset)));
+                    self.shared.settle(
+                        &batch.outcome,
+                        batch.records,
+                        batch.held,
+                        Ok((batch.partition, answer.base_offset)),
+                    );
+                    // The request that held the batch is written and gone:
+                    // its buffer is ours alone again.
+                    if let Ok(buf) = batch.bytes.try_into_mut() {
+                        self.shared.accumulator().recycle(buf, &self.shared.config);
+                    }
                 }
                 code if code.is_retriable() => {
                     if matches!(

@@ -1,4 +1,5 @@
-//! Records that go on the wire straight from a stored segment file.
+//! Records that go on the wire straight from a stored segment file, and
+//! other large byte fields that are written from where they already are.
 //!
 //! A Fetch answer's records are whole stored batches, the bytes of a
 //! segment file. Copying them into the response buffer costs a read into
@@ -7,7 +8,9 @@
 //! `sendfile` instead, from the page cache. The encoder writes the records'
 //! length as usual, then sets the slice aside in [`DeferredSlices`] with
 //! the buffer position it belongs at; the connection writes the buffer up
-//! to there, the slice, and so on.
+//! to there, the slice, and so on. A producer does the same with the
+//! record batches it built ([`Deferred::Bytes`]), so a batch is not copied
+//! into the request frame.
 //!
 //! Stored batches are never rewritten in place (segments only grow, and are
 //! deleted whole), so a slice of committed bytes reads the same later; the
@@ -93,27 +96,74 @@ impl FetchedRecords {
     }
 }
 
-/// File slices an encoder set aside, in order, each with the position in
-/// its buffer where the slice's bytes belong.
-#[derive(Default, Debug)]
-pub struct DeferredSlices(RefCell<Vec<(usize, FileSlice)>>);
+/// A part of an encoded message left out of the encoder's buffer.
+#[derive(Clone, Debug)]
+pub enum Deferred {
+    /// Sent from the file (sendfile).
+    File(FileSlice),
+    /// Bytes already in memory (a record batch a producer built), written
+    /// from where they are with a vectored write instead of being copied.
+    Bytes(Bytes),
+}
+
+impl Deferred {
+    pub fn len(&self) -> usize {
+        match self {
+            Deferred::File(slice) => slice.len,
+            Deferred::Bytes(bytes) => bytes.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What an encoder set aside, in order, each with the position in its
+/// buffer where its bytes belong: every file slice, and byte fields of at
+/// least `bytes_min` bytes.
+#[derive(Debug)]
+pub struct DeferredSlices {
+    parts: RefCell<Vec<(usize, Deferred)>>,
+    bytes_min: usize,
+}
+
+impl Default for DeferredSlices {
+    /// File slices only: byte fields are copied into the buffer.
+    fn default() -> Self {
+        DeferredSlices::with_bytes_from(usize::MAX)
+    }
+}
 
 impl DeferredSlices {
-    pub fn push(&self, position: usize, slice: FileSlice) {
-        self.0.borrow_mut().push((position, slice));
+    /// File slices, and byte fields of `bytes_min` bytes or more.
+    pub fn with_bytes_from(bytes_min: usize) -> Self {
+        DeferredSlices {
+            parts: RefCell::new(Vec::new()),
+            bytes_min,
+        }
+    }
+
+    /// Whether a byte field of `len` bytes is set aside.
+    pub fn takes_bytes(&self, len: usize) -> bool {
+        len >= self.bytes_min
+    }
+
+    pub fn push(&self, position: usize, part: Deferred) {
+        self.parts.borrow_mut().push((position, part));
     }
 
     /// Bytes set aside so far.
     pub fn bytes(&self) -> usize {
-        self.0.borrow().iter().map(|(_, s)| s.len).sum()
+        self.parts.borrow().iter().map(|(_, p)| p.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.borrow().is_empty()
+        self.parts.borrow().is_empty()
     }
 
-    /// Takes the slices out, leaving none.
-    pub fn take(&self) -> Vec<(usize, FileSlice)> {
-        std::mem::take(&mut *self.0.borrow_mut())
+    /// Takes the parts out, leaving none.
+    pub fn take(&self) -> Vec<(usize, Deferred)> {
+        std::mem::take(&mut *self.parts.borrow_mut())
     }
 }

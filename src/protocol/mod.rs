@@ -20,7 +20,7 @@ pub mod records;
 
 pub use api::{ApiKey, ApiSpec, SUPPORTED_APIS};
 pub use error::{DecodeError, ErrorCode};
-pub use file_slice::{DeferredSlices, FetchedRecords, FileSlice};
+pub use file_slice::{Deferred, DeferredSlices, FetchedRecords, FileSlice};
 pub use header::{RequestHeader, ResponseHeader};
 pub use primitives::{DecodeCx, EncodeCx, PResult, Wire, WireBuf};
 

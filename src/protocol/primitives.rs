@@ -11,7 +11,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::file_slice::{DeferredSlices, FetchedRecords};
+use super::file_slice::{Deferred, DeferredSlices, FetchedRecords};
 use nom::Parser;
 use nom::bytes::complete::take;
 use nom::number::complete::{be_f64, be_i8, be_i16, be_i32, be_i64, be_u8, be_u16, be_u32, be_u128};
@@ -313,6 +313,17 @@ impl Wire for String {
     }
 }
 
+/// Writes `bytes`, or sets them aside when the context takes byte fields
+/// that large.
+fn put_bytes_or_defer<B: WireBuf>(buf: &mut B, bytes: &Bytes, cx: &EncodeCx<'_>) {
+    match cx.deferred {
+        Some(deferred) if deferred.takes_bytes(bytes.len()) => {
+            deferred.push(buf.written(), Deferred::Bytes(bytes.clone()));
+        }
+        _ => buf.put_slice(bytes),
+    }
+}
+
 impl Wire for Option<Bytes> {
     fn decode<'a>(input: &'a [u8], cx: &DecodeCx<'_>) -> PResult<'a, Self> {
         let (rest, len) = length(input, LengthWidth::Int32, cx.flexible)?;
@@ -323,7 +334,7 @@ impl Wire for Option<Bytes> {
     fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, self.as_ref().map(Bytes::len), LengthWidth::Int32, cx.flexible);
         if let Some(b) = self {
-            buf.put_slice(b);
+            put_bytes_or_defer(buf, b, cx);
         }
     }
 }
@@ -342,9 +353,9 @@ impl Wire for Option<FetchedRecords> {
         );
         match self {
             None => {}
-            Some(FetchedRecords::Bytes(b)) => buf.put_slice(b),
+            Some(FetchedRecords::Bytes(b)) => put_bytes_or_defer(buf, b, cx),
             Some(FetchedRecords::File(slice)) => match cx.deferred {
-                Some(deferred) => deferred.push(buf.written(), slice.clone()),
+                Some(deferred) => deferred.push(buf.written(), Deferred::File(slice.clone())),
                 None => match slice.read() {
                     Ok(bytes) => buf.put_slice(&bytes),
                     Err(e) => {
@@ -366,7 +377,7 @@ impl Wire for Bytes {
     }
     fn encode<B: WireBuf>(&self, buf: &mut B, cx: &EncodeCx<'_>) {
         put_length(buf, Some(self.len()), LengthWidth::Int32, cx.flexible);
-        buf.put_slice(self);
+        put_bytes_or_defer(buf, self, cx);
     }
 }
 

@@ -62,7 +62,14 @@ impl RecordBatchBuilder {
     /// producer passes its batch.size, so filling a batch never copies
     /// the records to a larger buffer.
     pub fn with_capacity(base_timestamp: i64, bytes: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(bytes.max(BATCH_HEADER_BYTES));
+        Self::reusing(base_timestamp, BytesMut::new(), bytes)
+    }
+
+    /// A builder that writes into `buf` (emptied first; the buffer of a
+    /// batch already sent), grown to `bytes` if it is smaller.
+    pub fn reusing(base_timestamp: i64, mut buf: BytesMut, bytes: usize) -> Self {
+        buf.clear();
+        buf.reserve(bytes.max(BATCH_HEADER_BYTES));
         buf.put_bytes(0, BATCH_HEADER_BYTES);
         RecordBatchBuilder {
             base_timestamp,
@@ -358,6 +365,27 @@ fn record<'a>(input: &'a [u8], header: &BatchHeader) -> PResult<'a, Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_built_batch_gives_its_buffer_back_for_the_next() {
+        let mut builder = RecordBatchBuilder::with_capacity(1, 1 << 20);
+        builder.push(Record {
+            value: Some(Bytes::from(vec![7u8; 10_000])),
+            ..Record::default()
+        });
+        let batch = builder.build(Compression::None).unwrap();
+        let address = batch.as_ptr();
+        let buf = batch.try_into_mut().expect("nobody else holds the batch");
+        assert!(buf.capacity() >= 1 << 20, "capacity {}", buf.capacity());
+        let mut again = RecordBatchBuilder::reusing(2, buf, 1 << 20);
+        again.push(Record {
+            value: Some(Bytes::from_static(b"v")),
+            ..Record::default()
+        });
+        let second = again.build(Compression::None).unwrap();
+        assert_eq!(second.as_ptr(), address, "the same memory, not a new allocation");
+        assert_eq!(decode_batches(&second).unwrap()[0].value.as_deref(), Some(&b"v"[..]));
+    }
 
     #[test]
     fn batches_round_trip_with_every_codec() {

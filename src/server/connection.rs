@@ -37,7 +37,7 @@ use crate::broker::{Broker, Reply, api_versions_unsupported};
 use crate::protocol::api::api_name;
 use crate::protocol::header::RequestPrefix;
 use crate::protocol::messages::{Request, Response, response_header_is_flexible};
-use crate::protocol::{ApiKey, DecodeError, DeferredSlices, FileSlice, RequestHeader, ResponseHeader};
+use crate::protocol::{ApiKey, DecodeError, Deferred, DeferredSlices, FileSlice, RequestHeader, ResponseHeader};
 
 /// The most one read takes between frames: memory follows the bytes
 /// actually received, not the size a frame claims.
@@ -208,10 +208,15 @@ impl Connection {
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
         let mut at = 0;
-        for (position, slice) in self.deferred.take() {
+        for (position, part) in self.deferred.take() {
             write_all_more(&self.socket, &self.write_buf[at..position]).await?;
-            send_file_slice(&self.socket, &slice).await?;
-            self.broker.count_file_bytes_sent(slice.len);
+            match part {
+                Deferred::File(slice) => {
+                    send_file_slice(&self.socket, &slice).await?;
+                    self.broker.count_file_bytes_sent(slice.len);
+                }
+                Deferred::Bytes(bytes) => write_all_more(&self.socket, &bytes).await?,
+            }
             at = position;
         }
         if at < self.write_buf.len() {

@@ -95,9 +95,16 @@ macro_rules! apis {
 
             /// Encodes the body at `version` (for clients and tests).
             pub fn encode<B: WireBuf>(&self, version: i16, buf: &mut B) {
+                self.encode_deferring(version, buf, None)
+            }
+
+            /// Encodes the body at `version`, setting large byte fields
+            /// aside in `deferred` (when given) for the caller to write
+            /// from where they are.
+            pub fn encode_deferring<B: WireBuf>(&self, version: i16, buf: &mut B, deferred: Option<&DeferredSlices>) {
                 let flexible = self.api_key().spec().is_flexible(version);
                 match self {
-                    $(Request::$key(message) => super::encode_body_into(message, version, flexible, buf, None),)*
+                    $(Request::$key(message) => super::encode_body_into(message, version, flexible, buf, deferred),)*
                 }
             }
         }
@@ -169,6 +176,19 @@ impl Request {
     /// A whole request frame (size, header, body) at `version`, as clients
     /// send it.
     pub fn encode_frame(&self, version: i16, correlation_id: i32, client_id: &str) -> bytes::BytesMut {
+        self.encode_frame_deferring(version, correlation_id, client_id, None)
+    }
+
+    /// As [`encode_frame`](Self::encode_frame), with the frame's large
+    /// byte fields (record batches) set aside in `deferred`, positioned in
+    /// the returned bytes; the frame's size counts them.
+    pub fn encode_frame_deferring(
+        &self,
+        version: i16,
+        correlation_id: i32,
+        client_id: &str,
+        deferred: Option<&DeferredSlices>,
+    ) -> bytes::BytesMut {
         let key = self.api_key();
         let mut frame = bytes::BytesMut::with_capacity(256);
         frame.put_i32(0);
@@ -179,8 +199,9 @@ impl Request {
             client_id: Some(client_id.to_string()),
         }
         .encode(&mut frame, key.spec().is_flexible(version));
-        self.encode(version, &mut frame);
-        let size = (frame.len() - 4) as i32;
+        self.encode_deferring(version, &mut frame, deferred);
+        let set_aside = deferred.map_or(0, DeferredSlices::bytes);
+        let size = (frame.len() - 4 + set_aside) as i32;
         frame[..4].copy_from_slice(&size.to_be_bytes());
         frame
     }
