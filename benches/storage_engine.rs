@@ -107,6 +107,23 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // What the Fetch handler does for a large answer: read it, or find the
+    // file slice that the connection will send (sendfile) without reading.
+    let mut group = c.benchmark_group("fetch_1MiB_at_a_random_offset");
+    group.bench_function("read_into_memory", |b| {
+        b.iter(|| {
+            let offset = (random() % tail as u64) as i64;
+            black_box(log.read_from(offset, 1 << 20, true).unwrap())
+        })
+    });
+    group.bench_function("file_slice", |b| {
+        b.iter(|| {
+            let offset = (random() % tail as u64) as i64;
+            black_box(log.slice_from(offset, 1 << 20, true).unwrap())
+        })
+    });
+    group.finish();
+
     log.close().unwrap();
     drop(log);
     let mut group = c.benchmark_group("open_10M_records");
