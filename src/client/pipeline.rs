@@ -86,10 +86,11 @@ impl PipelinedConnection {
         let in_place = deferred
             .take()
             .into_iter()
-            .filter_map(|(position, part)| match part {
-                Deferred::Bytes(bytes) => Some((position, bytes)),
-                // Requests hold no file slices.
-                Deferred::File(_) => None,
+            .map(|(position, part)| match part {
+                Deferred::Bytes(bytes) => (position, bytes),
+                // Requests hold no file slices; one would be read in, since
+                // the frame's size counts it.
+                Deferred::File(slice) => (position, slice.read_or_zeros()),
             })
             .collect();
         let awaiting = expects_response.then_some(Awaiting {

@@ -114,11 +114,13 @@ fn now_ms() -> i64 {
 }
 
 impl Accumulator {
-    /// Keeps the buffer of an acknowledged batch for a new one, if it is
-    /// large enough to be worth keeping and there is room.
+    /// Keeps a batch buffer for a new batch, if it is about batch.size (a
+    /// buffer grown for one large record is not kept) and fewer than
+    /// buffer.memory's worth are kept already.
     pub fn recycle(&mut self, buf: bytes::BytesMut, config: &ProducerConfig) {
         let most = (config.buffer_memory / config.batch_size.max(1)).max(1);
-        if buf.capacity() >= config.batch_size && self.spare.len() < most {
+        let fits = (config.batch_size..=2 * config.batch_size).contains(&buf.capacity());
+        if fits && self.spare.len() < most {
             self.spare.push(buf);
         }
     }

@@ -207,23 +207,27 @@ impl Sender {
         let ready = self.shared.accumulator().take_ready(now, &self.shared.config);
         for full in ready {
             let records = full.batch.builder.len();
-            match full.batch.builder.build(self.shared.config.compression) {
-                Ok(bytes) => self
-                    .queues
-                    .entry((full.topic.clone(), full.partition))
-                    .or_default()
-                    .push_back(ClosedBatch {
-                        topic: full.topic,
-                        partition: full.partition,
-                        bytes,
-                        outcome: full.batch.outcome,
-                        records,
-                        held: full.batch.held,
-                        created: full.batch.created,
-                        attempts: 0,
-                        retry_at: None,
-                        last_error: String::new(),
-                    }),
+            match full.batch.builder.build_returning_spare(self.shared.config.compression) {
+                Ok((bytes, spare)) => {
+                    if let Some(spare) = spare {
+                        self.shared.accumulator().recycle(spare, &self.shared.config);
+                    }
+                    self.queues
+                        .entry((full.topic.clone(), full.partition))
+                        .or_default()
+                        .push_back(ClosedBatch {
+                            topic: full.topic,
+                            partition: full.partition,
+                            bytes,
+                            outcome: full.batch.outcome,
+                            records,
+                            held: full.batch.held,
+                            created: full.batch.created,
+                            attempts: 0,
+                            retry_at: None,
+                            last_error: String::new(),
+                        });
+                }
                 Err(e) => {
                     let error = ProduceError::Topic {
                         topic: full.topic,

@@ -41,6 +41,18 @@ impl FileSlice {
     }
 }
 
+impl FileSlice {
+    /// The slice's bytes for a stream whose length prefix already counts
+    /// them: on a read error, zeros of the same length (the reader's CRC
+    /// check refuses them), with the error logged.
+    pub fn read_or_zeros(&self) -> Bytes {
+        self.read().unwrap_or_else(|e| {
+            tracing::error!(error = %e, position = self.position, "reading stored records failed");
+            Bytes::from(vec![0u8; self.len])
+        })
+    }
+}
+
 impl PartialEq for FileSlice {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.file, &other.file) && self.position == other.position && self.len == other.len

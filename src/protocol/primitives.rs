@@ -356,15 +356,8 @@ impl Wire for Option<FetchedRecords> {
             Some(FetchedRecords::Bytes(b)) => put_bytes_or_defer(buf, b, cx),
             Some(FetchedRecords::File(slice)) => match cx.deferred {
                 Some(deferred) => deferred.push(buf.written(), Deferred::File(slice.clone())),
-                None => match slice.read() {
-                    Ok(bytes) => buf.put_slice(&bytes),
-                    Err(e) => {
-                        // The length is written: the frame must keep it. The
-                        // client will refuse these bytes (CRC), and say so.
-                        tracing::error!(error = %e, "reading records to encode failed");
-                        buf.put_bytes(0, slice.len);
-                    }
-                },
+                // The length is written: the frame must keep it.
+                None => buf.put_slice(&slice.read_or_zeros()),
             },
         }
     }

@@ -135,14 +135,23 @@ impl RecordBatchBuilder {
 
     /// Finishes the batch: compresses the records and writes the header and CRC.
     pub fn build(self, compression: Compression) -> std::io::Result<Bytes> {
-        let mut batch = match compression {
-            Compression::None => self.buf,
+        self.build_returning_spare(compression).map(|(batch, _)| batch)
+    }
+
+    /// Finishes the batch, and gives back a buffer it does not need, for
+    /// the next batch: the records' buffer of a compressed batch or, when
+    /// an uncompressed batch fills less than half of its buffer, that
+    /// buffer (the batch takes an exact copy). A batch waiting for its
+    /// answer then holds about what its records weigh.
+    pub fn build_returning_spare(self, compression: Compression) -> std::io::Result<(Bytes, Option<BytesMut>)> {
+        let (mut batch, spare) = match compression {
+            Compression::None => (self.buf, None),
             _ => {
                 let payload = compress(compression, &self.buf[BATCH_HEADER_BYTES..])?;
                 let mut batch = BytesMut::with_capacity(BATCH_HEADER_BYTES + payload.len());
                 batch.put_bytes(0, BATCH_HEADER_BYTES);
                 batch.put_slice(&payload);
-                batch
+                (batch, Some(self.buf))
             }
         };
         let payload_len = batch.len() - BATCH_HEADER_BYTES;
@@ -162,7 +171,10 @@ impl RecordBatchBuilder {
         header.put_i32(self.count);
         let crc = batch_crc(&batch);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
-        Ok(batch.freeze())
+        if spare.is_none() && batch.capacity() > 2 * batch.len() {
+            return Ok((Bytes::copy_from_slice(&batch), Some(batch)));
+        }
+        Ok((batch.freeze(), spare))
     }
 }
 
@@ -368,23 +380,36 @@ mod tests {
 
     #[test]
     fn a_built_batch_gives_its_buffer_back_for_the_next() {
-        let mut builder = RecordBatchBuilder::with_capacity(1, 1 << 20);
-        builder.push(Record {
-            value: Some(Bytes::from(vec![7u8; 10_000])),
+        let record = |len: usize| Record {
+            value: Some(Bytes::from(vec![7u8; len])),
             ..Record::default()
-        });
-        let batch = builder.build(Compression::None).unwrap();
+        };
+        // Filled past half: the batch is the buffer itself, handed back
+        // once nobody else holds it.
+        let mut builder = RecordBatchBuilder::with_capacity(1, 1 << 20);
+        builder.push(record(600_000));
+        let (batch, spare) = builder.build_returning_spare(Compression::None).unwrap();
+        assert!(spare.is_none());
         let address = batch.as_ptr();
         let buf = batch.try_into_mut().expect("nobody else holds the batch");
         assert!(buf.capacity() >= 1 << 20, "capacity {}", buf.capacity());
+        // Mostly empty: the batch is an exact copy, the buffer is spare at once.
         let mut again = RecordBatchBuilder::reusing(2, buf, 1 << 20);
-        again.push(Record {
-            value: Some(Bytes::from_static(b"v")),
-            ..Record::default()
-        });
-        let second = again.build(Compression::None).unwrap();
-        assert_eq!(second.as_ptr(), address, "the same memory, not a new allocation");
-        assert_eq!(decode_batches(&second).unwrap()[0].value.as_deref(), Some(&b"v"[..]));
+        again.push(record(1));
+        let (small, spare) = again.build_returning_spare(Compression::None).unwrap();
+        let spare = spare.expect("a mostly empty buffer comes back");
+        assert_eq!(spare.as_ptr(), address, "the same memory, not a new allocation");
+        assert!(small.len() < 200);
+        assert_eq!(decode_batches(&small).unwrap()[0].value.as_deref(), Some(&[7u8][..]));
+        // Compressed: the records' buffer is spare, the batch is new.
+        let mut zipped = RecordBatchBuilder::reusing(3, spare, 1 << 20);
+        zipped.push(record(50_000));
+        let (batch, spare) = zipped.build_returning_spare(Compression::Lz4).unwrap();
+        assert_eq!(spare.map(|s| s.as_ptr()), Some(address));
+        assert_eq!(
+            decode_batches(&batch).unwrap()[0].value.as_ref().map(Bytes::len),
+            Some(50_000)
+        );
     }
 
     #[test]

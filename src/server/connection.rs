@@ -207,6 +207,15 @@ impl Connection {
     }
 
     async fn flush(&mut self) -> Result<(), ConnectionError> {
+        let written = self.write_out().await;
+        // Whatever happened, these bytes are done with: after a failure part
+        // of them is on the wire, and writing them again (the caller answers
+        // what came before a bad frame) would put them there twice.
+        self.write_buf.clear();
+        written
+    }
+
+    async fn write_out(&mut self) -> Result<(), ConnectionError> {
         let mut at = 0;
         for (position, part) in self.deferred.take() {
             write_all_more(&self.socket, &self.write_buf[at..position]).await?;
@@ -222,7 +231,6 @@ impl Connection {
         if at < self.write_buf.len() {
             self.socket.write_all(&self.write_buf[at..]).await?;
         }
-        self.write_buf.clear();
         Ok(())
     }
 
@@ -343,7 +351,9 @@ async fn write_all_more(socket: &TcpStream, mut bytes: &[u8]) -> std::io::Result
 }
 
 /// Sends a slice of a stored file with `sendfile`: from the page cache to
-/// the socket, never through this process's memory.
+/// the socket, never through this process's memory. sendfile takes no
+/// MSG_NOSIGNAL: a closed peer raises SIGPIPE, which Rust programs ignore
+/// (the runtime sets it so before main), and the call returns EPIPE.
 async fn send_file_slice(socket: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
     let mut position = slice.position;
     let end = slice.position + slice.len as u64;
@@ -368,7 +378,16 @@ async fn send_file_slice(socket: &TcpStream, slice: &FileSlice) -> std::io::Resu
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) {
+                    // Not the client going away: reading the segment failed.
+                    tracing::error!(error = %e, position, "sending stored records failed; closing");
+                }
+                return Err(e);
+            }
         }
     }
     Ok(())

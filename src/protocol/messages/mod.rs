@@ -199,8 +199,9 @@ impl Request {
             client_id: Some(client_id.to_string()),
         }
         .encode(&mut frame, key.spec().is_flexible(version));
+        let before = deferred.map_or(0, DeferredSlices::bytes);
         self.encode_deferring(version, &mut frame, deferred);
-        let set_aside = deferred.map_or(0, DeferredSlices::bytes);
+        let set_aside = deferred.map_or(0, DeferredSlices::bytes) - before;
         let size = (frame.len() - 4 + set_aside) as i32;
         frame[..4].copy_from_slice(&size.to_be_bytes());
         frame
