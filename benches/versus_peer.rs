@@ -266,6 +266,22 @@ fn create_topics(addr: &str, names: &[String]) {
     });
 }
 
+/// Deletes a topic once its phases are measured, on both brokers alike, so
+/// the next phase does not find memory taken by data nobody reads again.
+/// On this VM new memory the host has to back costs several times more
+/// than memory given back and reused (see `file_write_cpu_per_gb`); a
+/// broker running for long reuses its page cache in the same way.
+fn delete_topic(addr: &str, name: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", addr).create().unwrap();
+        for result in admin.delete_topics(&[name], &AdminOptions::new()).await.unwrap() {
+            result.unwrap();
+        }
+    });
+}
+
 fn produce(addr: &str, topic: &str, count: u64, size: usize, acks: &str) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", addr)
@@ -588,6 +604,9 @@ fn main() {
                 false,
                 figures,
             );
+            for b in &brokers {
+                delete_topic(&b.addr, &topic);
+            }
         }
         if !selected(&KINDS, "perf") {
             continue;
@@ -606,12 +625,15 @@ fn main() {
             true,
             figures,
         );
+        for b in &brokers {
+            delete_topic(&b.addr, &topic);
+        }
     }
 
     println!();
     println!("minikafka: release binary, log on disk (default flush policy); tansu 0.6: memory://, data in memory");
     println!("rdkafka consumers: fetch.queue.backoff.ms=10; latency: after one warm-up send per partition");
-    println!("every phase starts after a sync: no writeback left over from the phase before");
+    println!("every phase starts after a sync, and a topic is deleted (on both brokers) once its phases are measured");
     println!(
         "start-up to first ApiVersions: minikafka {:.1} ms, tansu {:.1} ms; idle RSS: minikafka {:.1} MB, tansu {:.1} MB",
         brokers[0].startup.as_secs_f64() * 1000.0,
