@@ -498,29 +498,33 @@ impl PartitionLog {
     /// from one segment. With `min_one`, the first batch comes whole even
     /// when it is larger (KIP-74), so a reader always makes progress.
     pub fn read_from(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<Bytes> {
-        let offset = offset.max(self.log_start_offset);
-        let first = self.first_segment_for(offset);
-        for segment in &self.segments[first..] {
-            let from = offset.max(segment.base_offset);
-            if segment.last_offset.is_some_and(|last| last >= from) {
-                return segment.read_from_offset(from, max_bytes, min_one);
-            }
+        match self.segment_to_read(offset) {
+            Some((segment, from)) => segment.read_from_offset(from, max_bytes, min_one),
+            None => Ok(Bytes::new()),
         }
-        Ok(Bytes::new())
     }
 
     /// As [`read_from`](Self::read_from), but a large answer comes as a
     /// slice of a segment file (see [`Segment::slice_from_offset`]).
     pub fn slice_from(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<FetchedRecords> {
+        match self.segment_to_read(offset) {
+            Some((segment, from)) => segment.slice_from_offset(from, max_bytes, min_one),
+            None => Ok(FetchedRecords::default()),
+        }
+    }
+
+    /// The first segment with a batch at or after `offset` (and the log
+    /// start), with the offset to read it from.
+    fn segment_to_read(&self, offset: i64) -> Option<(&Segment, i64)> {
         let offset = offset.max(self.log_start_offset);
         let first = self.first_segment_for(offset);
-        for segment in &self.segments[first..] {
+        self.segments[first..].iter().find_map(|segment| {
             let from = offset.max(segment.base_offset);
-            if segment.last_offset.is_some_and(|last| last >= from) {
-                return segment.slice_from_offset(from, max_bytes, min_one);
-            }
-        }
-        Ok(FetchedRecords::default())
+            segment
+                .last_offset
+                .is_some_and(|last| last >= from)
+                .then_some((segment, from))
+        })
     }
 
     /// Bytes a read from `offset` could return (from the batch holding it to
