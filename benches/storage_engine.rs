@@ -107,6 +107,11 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
+    // A consumer at the tail asks for little: one small read.
+    c.benchmark_group("fetch_4KiB").bench_function("near_the_tail", |b| {
+        b.iter(|| black_box(log.read_from(black_box(tail), 4096, true).unwrap()))
+    });
+
     // What the Fetch handler does for a large answer: read it, or find the
     // file slice that the connection will send (sendfile) without reading.
     let mut group = c.benchmark_group("fetch_1MiB_at_a_random_offset");

@@ -35,6 +35,9 @@ pub const INDEX_INTERVAL_BYTES: u64 = 4096;
 /// long walk double, up to [`WALK_WINDOW_BYTES_MAX`].
 const WALK_WINDOW_BYTES_MIN: usize = 2 * INDEX_INTERVAL_BYTES as usize;
 const WALK_WINDOW_BYTES_MAX: usize = 256 * 1024;
+/// Reads up to this size are one pread into a zeroed buffer; larger ones
+/// a seek and a read into uninitialised capacity.
+const PREAD_BYTES_MAX: usize = 16 * 1024;
 /// Answers at least this large go out as file slices (sendfile) rather than
 /// being read: below it, a read and a copy cost less than the extra
 /// syscalls of sending the slice on its own.
@@ -182,6 +185,13 @@ impl Segment {
 
     pub fn read_range(&self, position: u64, len: usize) -> io::Result<Bytes> {
         match &self.backing {
+            Backing::File { file, .. } if len <= PREAD_BYTES_MAX => {
+                // Small (a header window, a fetch at the tail): one pread
+                // into a zeroed buffer costs less than a seek and a read.
+                let mut buf = vec![0u8; len];
+                std::os::unix::fs::FileExt::read_exact_at(&**file, &mut buf, position)?;
+                Ok(Bytes::from(buf))
+            }
             Backing::File { file, .. } => {
                 // Read into uninitialised capacity (std's read_to_end does
                 // that safely) rather than zeroing the buffer first: a
