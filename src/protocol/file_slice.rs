@@ -170,10 +170,6 @@ impl DeferredSlices {
         self.parts.borrow().iter().map(|(_, p)| p.len()).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.parts.borrow().is_empty()
-    }
-
     /// Takes the parts out, leaving none.
     pub fn take(&self) -> Vec<(usize, Deferred)> {
         std::mem::take(&mut *self.parts.borrow_mut())
