@@ -311,6 +311,10 @@ struct BrokerArgs {
     /// Close connections with no traffic for this long (Kafka's connections.max.idle.ms).
     #[arg(long, default_value_t = minikafka::config::CONNECTIONS_MAX_IDLE_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     connections_max_idle_ms: u64,
+    /// SO_SNDBUF of accepted connections in bytes; -1 for the OS's default
+    /// (Kafka's socket.send.buffer.bytes).
+    #[arg(long, default_value_t = minikafka::config::SOCKET_SEND_BUFFER_BYTES_DEFAULT as i64, allow_hyphen_values = true, value_parser = clap::value_parser!(i64).range(-1..=i32::MAX as i64))]
+    socket_send_buffer_bytes: i64,
     /// Request bytes read and not yet answered, across all connections;
     /// a connection stops reading until its request fits (Kafka's
     /// queued.max.request.bytes, unbounded there). At least
@@ -380,6 +384,7 @@ impl BrokerArgs {
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
             connections_max_idle: std::time::Duration::from_millis(self.connections_max_idle_ms),
+            socket_send_buffer_bytes: usize::try_from(self.socket_send_buffer_bytes).ok(),
             queued_max_request_bytes: self.queued_max_request_bytes,
             segment_bytes: self.segment_bytes,
             segment_ms: self.log_roll_ms,

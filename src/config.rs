@@ -13,6 +13,14 @@ pub const FETCH_MAX_BYTES_DEFAULT: usize = 57_671_680;
 pub const MAX_CONNECTIONS_DEFAULT: usize = i32::MAX as usize;
 /// Kafka's `connections.max.idle.ms` default: 10 minutes.
 pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
+/// Kafka's `socket.send.buffer.bytes` default: 100 KiB (the kernel
+/// doubles it for its own bookkeeping).
+///
+/// Measured on loopback with rdkafka reading 1 GB of 10 KiB records: with
+/// the OS's autotuned buffer (up to 4 MiB) the broker spent 355-383 ms in
+/// sendfile, with 100 KiB 154-177 ms, at the same throughput and about the same
+/// client CPU. 50 KiB slowed the reader down by a third.
+pub const SOCKET_SEND_BUFFER_BYTES_DEFAULT: usize = 102_400;
 /// The bound on request bytes held across the broker (Kafka's
 /// `queued.max.request.bytes`, unbounded there by default; bounded here so
 /// that many large producers cannot take the memory).
@@ -49,6 +57,9 @@ pub struct BrokerConfig {
     /// A connection with no bytes read or written for this long is closed
     /// (Kafka's `connections.max.idle.ms`).
     pub connections_max_idle: std::time::Duration,
+    /// SO_SNDBUF of accepted connections (Kafka's `socket.send.buffer.bytes`).
+    /// `None`: the OS's default, which autotunes.
+    pub socket_send_buffer_bytes: Option<usize>,
     /// Bytes of requests read and not yet answered, across all
     /// connections; a connection stops reading until its frame fits
     /// (Kafka's `queued.max.request.bytes`). Never below one maximal
@@ -94,6 +105,7 @@ impl Default for BrokerConfig {
             max_connections: MAX_CONNECTIONS_DEFAULT,
             max_connections_per_ip: MAX_CONNECTIONS_DEFAULT,
             connections_max_idle: std::time::Duration::from_millis(CONNECTIONS_MAX_IDLE_MS_DEFAULT),
+            socket_send_buffer_bytes: Some(SOCKET_SEND_BUFFER_BYTES_DEFAULT),
             queued_max_request_bytes: QUEUED_MAX_REQUEST_BYTES_DEFAULT,
             groups: crate::broker::coordinator::GroupConfig::default(),
             segment_bytes: crate::storage::log::SEGMENT_BYTES_DEFAULT,

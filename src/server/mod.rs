@@ -207,6 +207,20 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
     tracing::info!("broker stopped; logs synced");
 }
 
+/// Socket options of an accepted connection. Failing to set one is not a
+/// reason to refuse the client: it is served with the OS's default.
+fn tune_accepted(socket: &tokio::net::TcpStream, config: &BrokerConfig) {
+    // Answers are written whole, so Nagle would only delay their last segment.
+    if let Err(e) = socket.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    if let Some(bytes) = config.socket_send_buffer_bytes
+        && let Err(e) = rustix::net::sockopt::set_socket_send_buffer_size(socket, bytes)
+    {
+        tracing::debug!(error = %e, bytes, "cannot set SO_SNDBUF");
+    }
+}
+
 /// Accepts connections until shutdown, then waits for them to finish.
 /// Past `max.connections` it stops accepting until one closes; past
 /// `max.connections.per.ip` it closes the new connection with a log line.
@@ -229,8 +243,8 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, limits: Arc<lim
                             continue;
                         }
                     };
-                    let _ = socket.set_nodelay(true);
                     let span = tracing::info_span!("connection", %peer);
+                    span.in_scope(|| tune_accepted(&socket, broker.config()));
                     let conn = connection::Connection::new(socket, peer, broker.clone(), limits.clone(), slot);
                     connections.spawn(conn.run().instrument(span));
                 }
@@ -258,5 +272,41 @@ mod tests {
         assert_eq!(split_host_port("[::1]:19092"), Some(("::1".into(), 19092)));
         assert_eq!(split_host_port("nohost"), None);
         assert_eq!(split_host_port(":9092"), None);
+    }
+
+    /// Both ends of a fresh loopback connection.
+    async fn connected_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        (client, accepted)
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_get_the_configured_send_buffer() {
+        use rustix::net::sockopt::socket_send_buffer_size;
+        let (_client, accepted) = connected_pair().await;
+        let untouched = socket_send_buffer_size(&accepted).unwrap();
+
+        let config = BrokerConfig {
+            socket_send_buffer_bytes: Some(300_000),
+            ..BrokerConfig::default()
+        };
+        tune_accepted(&accepted, &config);
+        // Linux reports twice what was asked: the other half is its bookkeeping.
+        let tuned = socket_send_buffer_size(&accepted).unwrap();
+        assert!((300_000..=600_000).contains(&tuned), "SO_SNDBUF {tuned}");
+        assert_ne!(tuned, untouched);
+        assert!(accepted.nodelay().unwrap());
+
+        let (_client, accepted) = connected_pair().await;
+        let os_default = BrokerConfig {
+            socket_send_buffer_bytes: None,
+            ..BrokerConfig::default()
+        };
+        tune_accepted(&accepted, &os_default);
+        assert_eq!(socket_send_buffer_size(&accepted).unwrap(), untouched);
     }
 }
