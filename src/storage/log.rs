@@ -14,14 +14,16 @@
 //! batch by batch (length, magic, CRC32C, dense offsets) and cut at the
 //! first batch that fails, with a log line saying how much went and why,
 //! when it is:
-//! - the last (active) segment, always: it is the one a crash tears, and
-//!   the one damage is cut from;
 //! - any segment, after an unclean shutdown (no marker);
-//! - a closed segment whose index file is missing, damaged or covers
-//!   another length than the segment has (the index is rebuilt).
+//! - a segment whose index file is missing, damaged or covers another
+//!   length than the segment has (a closed one's index is rebuilt);
+//! - the last (active) segment, when the batches after its last index
+//!   entry do not check out: it is the one a crash tears, and the one
+//!   damage is cut from.
 //!
-//! So after a clean shutdown only the active segment is read, whatever the
-//! size of the log. Everything after a cut is removed. Producer state
+//! A clean close writes the active segment's index as well, so after a
+//! clean shutdown only the tail of the active segment is read, whatever
+//! the size of the log. Everything after a cut is removed. Producer state
 //! comes from the newest snapshot at or below the log end, then the batch
 //! headers after it.
 
@@ -34,10 +36,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::producer_state::ProducerStates;
-use super::segment::{Backing, BatchInfo, Segment, index_file_name, segment_file_name};
+use super::segment::{Backing, BatchInfo, Segment, index_file_name, is_intact, segment_file_name};
 use super::{StorageError, write_atomically};
 use crate::protocol::FetchedRecords;
-use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, batch_crc, rewritten_prefix};
+use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, rewritten_prefix};
 
 /// Kafka's `log.segment.bytes` default: 1 GiB.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
@@ -193,10 +195,12 @@ impl PartitionLog {
             );
             segment.created_ms = created_ms;
             let follows = expected.is_none_or(|e| e == base);
-            let index_ok = i < last
-                && follows
-                && std::fs::read(&index_path).is_ok_and(|bytes| segment.load_index(&bytes, file_bytes));
-            if !(clean && index_ok) {
+            let index_ok =
+                follows && std::fs::read(&index_path).is_ok_and(|bytes| segment.load_index(&bytes, file_bytes));
+            // The active segment's index comes from the clean close; its
+            // tail is checked too, being where a crash or damage shows first.
+            let trusted = clean && index_ok && (i < last || segment.tail_is_sound().map_err(io_err(&path))?);
+            if !trusted {
                 let segment_file = segment.backing;
                 segment = Segment::new(base, segment_file);
                 segment.created_ms = created_ms;
@@ -634,6 +638,10 @@ impl PartitionLog {
     pub fn close(&mut self) -> Result<(), StorageError> {
         let Some(dir) = self.dir.clone() else { return Ok(()) };
         self.sync().map_err(|e| StorageError::io(&dir, e))?;
+        if let Some(active) = self.segments.last() {
+            // The next open then reads only its tail, not all of it.
+            active.write_index(&dir)?;
+        }
         self.write_snapshot()?;
         write_atomically(&dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
         self.closed = true;
@@ -820,7 +828,7 @@ fn scan(segment: &mut Segment, mut expected_offset: Option<i64>) -> io::Result<u
         buf.resize(total as usize, 0);
         reader.read_exact(&mut buf[LOG_OVERHEAD_BYTES..])?;
         let Some(header) = BatchHeader::parse(&buf) else { break };
-        if header.magic != 2 || batch_crc(&buf) != header.crc || header.last_offset_delta < 0 {
+        if !is_intact(&header, &buf) {
             break;
         }
         // Offsets are dense: a batch that does not follow its predecessor is
@@ -863,6 +871,7 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     use super::*;
+    use crate::protocol::record_batch::batch_crc;
     use crate::protocol::record_batch::tests::sample_batch;
     use crate::storage::producer_state::SequenceCheck;
     use crate::storage::segment::{self, INDEX_INTERVAL_BYTES};
@@ -1130,7 +1139,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_clean_close_only_the_active_segment_is_scanned_and_after_a_crash_all() {
+    fn after_a_clean_close_no_segment_is_scanned_and_after_a_crash_all() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = log_with_segments(dir.path(), 4);
         log.close().unwrap();
@@ -1140,10 +1149,10 @@ mod tests {
             log.recovery(),
             Recovery {
                 clean: true,
-                segments_scanned: 1,
+                segments_scanned: 0,
                 bytes_cut: 0
             },
-            "only the active segment is read"
+            "every segment, the active one too, is taken from its index"
         );
         assert_eq!((log.next_offset(), log.batches().unwrap().len()), (16, 8));
         // Opening took the marker away: dropping the log now is a crash.
@@ -1168,13 +1177,59 @@ mod tests {
         bytes[6] ^= 0xff;
         std::fs::write(&index, bytes).unwrap();
         let mut log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!(log.recovery().segments_scanned, 3);
+        assert_eq!(log.recovery().segments_scanned, 2, "the active segment's index held");
         assert_eq!(log.next_offset(), 12);
         log.close().unwrap();
         drop(log);
         let log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!(log.recovery().segments_scanned, 1, "the rebuilt indexes were written");
+        assert_eq!(log.recovery().segments_scanned, 0, "the rebuilt indexes were written");
         assert_eq!(log.batches().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn a_clean_start_checks_the_active_segments_tail_and_scans_it_when_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 2);
+        log.close().unwrap();
+        drop(log);
+        // The active segment (base offset 4) keeps its length, so its index
+        // still matches, but its last batch's bytes change.
+        let path = dir.path().join(segment_file_name(4));
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&[0xee; 4], len - 4).unwrap();
+        drop(file);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        let batch = sample_batch(2).len() as u64;
+        assert_eq!(
+            log.recovery(),
+            Recovery {
+                clean: true,
+                segments_scanned: 1,
+                bytes_cut: batch
+            },
+            "the active segment was scanned and its last batch cut"
+        );
+        assert_eq!((log.next_offset(), log.batches().unwrap().len()), (6, 3));
+    }
+
+    #[test]
+    fn each_clean_close_leaves_an_index_of_the_active_segment_as_it_then_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 2);
+        log.close().unwrap();
+        drop(log);
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.recovery().segments_scanned, 0);
+        // The index just read no longer covers the segment once it grows.
+        assert_eq!(append(&mut log, 3).base_offset, 8);
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (true, 0));
+        assert_eq!((log.next_offset(), log.batches().unwrap().len()), (11, 5));
+        let read = log.read_from(9, usize::MAX, true).unwrap();
+        assert_eq!(BatchHeader::parse(&read).unwrap().base_offset, 8);
     }
 
     #[test]
@@ -1305,7 +1360,7 @@ mod tests {
         file.write_all_at(&(-7i32).to_be_bytes(), second + 8).unwrap();
         drop(file);
         let log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!(log.recovery().segments_scanned, 1, "the closed segment was trusted");
+        assert_eq!(log.recovery().segments_scanned, 0, "both segments were trusted");
         assert!(log.batches().is_err());
         assert!(log.read_from(2, usize::MAX, true).is_err());
         assert!(
