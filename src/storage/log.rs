@@ -14,16 +14,16 @@
 //! batch by batch (length, magic, CRC32C, dense offsets) and cut at the
 //! first batch that fails, with a log line saying how much went and why,
 //! when it is:
-//! - any segment, after an unclean shutdown (no marker);
 //! - a segment whose index file is missing, damaged or covers another
 //!   length than the segment has (a closed one's index is rebuilt);
-//! - the last (active) segment, when the batches after its last index
-//!   entry do not check out: it is the one a crash tears, and the one
-//!   damage is cut from.
+//! - the last (active) segment, after an unclean shutdown (no marker), or
+//!   when the batches after its last index entry do not check out: it is
+//!   the one a crash tears, and the one damage is cut from.
 //!
-//! A clean close writes the active segment's index as well, so after a
-//! clean shutdown only the tail of the active segment is read, whatever
-//! the size of the log. Everything after a cut is removed. Producer state
+//! A closed segment's index is written only once the segment is synced,
+//! and a clean close writes the active segment's too. So after a clean
+//! shutdown only the tail of the active segment is read, and after a crash
+//! the active segment, whatever the size of the log. Everything after a cut is removed. Producer state
 //! comes from the newest snapshot at or below the log end, then the batch
 //! headers after it.
 
@@ -197,9 +197,18 @@ impl PartitionLog {
             let follows = expected.is_none_or(|e| e == base);
             let index_ok =
                 follows && std::fs::read(&index_path).is_ok_and(|bytes| segment.load_index(&bytes, file_bytes));
-            // The active segment's index comes from the clean close; its
-            // tail is checked too, being where a crash or damage shows first.
-            let trusted = clean && index_ok && (i < last || segment.tail_is_sound().map_err(io_err(&path))?);
+            // A closed segment's index is written after the segment's fsync
+            // (at its roll, or below after a scan), so it vouches for the
+            // segment after a crash too: Kafka's recovery point sits at the
+            // active segment for the same reason. The active segment's
+            // index comes only from a clean close, and even then its tail
+            // is checked, being where a crash or damage shows first.
+            let trusted = index_ok
+                && if i < last {
+                    true
+                } else {
+                    clean && segment.tail_is_sound().map_err(io_err(&path))?
+                };
             if !trusted {
                 let segment_file = segment.backing;
                 segment = Segment::new(base, segment_file);
@@ -222,8 +231,13 @@ impl PartitionLog {
                 }
                 if i < last && !cut {
                     if !index_ok {
-                        // A rebuilt index spares the next clean start the scan.
-                        if let Err(e) = segment.write_index(dir) {
+                        // A rebuilt index spares the next start the scan. It
+                        // vouches for the segment, so the segment is synced first.
+                        let synced = match &segment.backing {
+                            Backing::File { file, .. } => file.sync_all().map_err(io_err(&path)),
+                            Backing::Memory(_) => Ok(()),
+                        };
+                        if let Err(e) = synced.and_then(|()| segment.write_index(dir)) {
                             tracing::warn!(error = %e, "could not write a rebuilt segment index");
                         }
                     }
@@ -1139,7 +1153,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_clean_close_no_segment_is_scanned_and_after_a_crash_all() {
+    fn after_a_clean_close_no_segment_is_scanned_and_after_a_crash_the_active_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = log_with_segments(dir.path(), 4);
         log.close().unwrap();
@@ -1158,7 +1172,7 @@ mod tests {
         // Opening took the marker away: dropping the log now is a crash.
         drop(log);
         let mut log = PartitionLog::open(dir.path()).unwrap();
-        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 4));
+        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 1));
         assert_eq!(log.next_offset(), 16);
         assert_eq!(append(&mut log, 1).base_offset, 16);
         let read = log.read_from(5, usize::MAX, true).unwrap();
