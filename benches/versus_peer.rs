@@ -7,6 +7,8 @@
 //!   `minikafka perf produce` (acks=1);
 //! - consume each topic back from the beginning with rdkafka;
 //! - produce latency at 5,000 msg/s, acks=all, p50/p99/p99.9;
+//! - minikafka's start-up holding 1 GB, after a clean shutdown and after a
+//!   crash (Tansu keeps nothing across a restart, so it has no counterpart);
 //! - per phase, the broker's CPU seconds (user+sys, /proc) and peak RSS
 //!   (sampled every 5 ms);
 //! - the ceiling: the same bytes (at least 1 GB) over one loopback
@@ -19,7 +21,7 @@
 //! `scripts/bench_vs_tansu.sh` installs the peer and runs this; directly:
 //! `MINIKAFKA_PEER_TANSU=/path/to/tansu cargo bench --bench versus_peer`.
 //! `MINIKAFKA_BENCH_ONLY=10KiB,perf` narrows a run to the named loads (100B,
-//! 10KiB) and kinds of phase (rdkafka, perf, latency); a list naming no
+//! 10KiB) and kinds of phase (rdkafka, perf, latency, restart); a list naming no
 //! load runs both, one naming no kind runs every kind.
 
 #![allow(clippy::unwrap_used)]
@@ -337,6 +339,35 @@ fn consume(addr: &str, topic: &str, count: u64) {
     }
 }
 
+/// minikafka's start-up with 100,000 x 10 KiB records (1 GB) stored in six
+/// partitions: after a clean shutdown (SIGTERM), then after a crash
+/// (SIGKILL, which is how `Broker` stops on drop).
+fn restarts_with_data() -> (Duration, Duration) {
+    let data = tempfile::tempdir().unwrap();
+    let start = || {
+        let port = free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"));
+        command
+            .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data.path())
+            .args(["--log-level", "warn"]);
+        spawn("minikafka", &mut command, port)
+    };
+    let mut broker = start();
+    let topic = "restart".to_string();
+    create_topics(&broker.addr, std::slice::from_ref(&topic));
+    perf_produce(&broker.addr, &topic, 100_000, 10 * 1024);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &broker.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(broker.child.wait().unwrap().success(), "a clean shutdown");
+    let after_clean_shutdown = start().startup; // dropped: killed
+    let after_crash = start().startup;
+    (after_clean_shutdown, after_crash)
+}
+
 fn perf_produce(addr: &str, topic: &str, count: u64, size: usize) {
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"))
         .args([
@@ -499,7 +530,7 @@ fn file_write_cpu_per_gb(dir: &std::path::Path) -> f64 {
 }
 
 const LOADS: [&str; 2] = ["100B", "10KiB"];
-const KINDS: [&str; 3] = ["rdkafka", "perf", "latency"];
+const KINDS: [&str; 4] = ["rdkafka", "perf", "latency", "restart"];
 
 /// Whether MINIKAFKA_BENCH_ONLY selects `name`, one of `category`.
 fn selected(category: &[&str], name: &str) -> bool {
@@ -716,6 +747,16 @@ fn main() {
             percentile(&sorted, 0.50),
             percentile(&sorted, 0.99),
             percentile(&sorted, 0.999)
+        );
+    }
+    if selected(&KINDS, "restart") {
+        drop(brokers);
+        settle_writeback();
+        let (clean, crashed) = restarts_with_data();
+        println!(
+            "minikafka start-up holding 1 GB in 6 partitions: {:.1} ms after a clean shutdown, {:.1} ms after a crash",
+            clean.as_secs_f64() * 1000.0,
+            crashed.as_secs_f64() * 1000.0
         );
     }
 }
