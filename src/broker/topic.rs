@@ -55,7 +55,7 @@ impl Partition {
                 .and_then(|result| result);
             self.durable_syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = synced {
-                self.log().mark_sync_failed();
+                self.log().mark_sync_failed(end);
                 return Err(e);
             }
             *durable = end;

@@ -246,7 +246,8 @@ impl PartitionLog {
                 }
             }
             if let Some(last_offset) = segment.last_offset {
-                expected = Some(last_offset + 1);
+                // Bounded by load_index and scan: the next offset exists.
+                expected = Some(last_offset.saturating_add(1));
             }
             segments.push(segment);
         }
@@ -652,9 +653,11 @@ impl PartitionLog {
     pub fn close(&mut self) -> Result<(), StorageError> {
         let Some(dir) = self.dir.clone() else { return Ok(()) };
         self.sync().map_err(|e| StorageError::io(&dir, e))?;
-        if let Some(active) = self.segments.last() {
-            // The next open then reads only its tail, not all of it.
-            active.write_index(&dir)?;
+        if let Some(active) = self.segments.last()
+            && let Err(e) = active.write_index(&dir)
+        {
+            // Only costs the next start a scan of the active segment.
+            tracing::warn!(error = %e, "could not write the active segment's index");
         }
         self.write_snapshot()?;
         write_atomically(&dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
@@ -689,10 +692,23 @@ impl PartitionLog {
         }
     }
 
-    /// Records that an fsync done outside the lock (on a
-    /// [`sync_handle`](Self::sync_handle)) failed.
-    pub fn mark_sync_failed(&mut self) {
+    /// Records that an fsync done outside the lock, on a
+    /// [`sync_handle`](Self::sync_handle) that made offsets before `end`
+    /// durable, failed. A roll may have happened meanwhile, and its own
+    /// fsync cannot be relied on: Linux reports a writeback error once per
+    /// file, and the failed sync already took it. So the index files of the
+    /// segments holding `end - 1` and after no longer vouch for them: they
+    /// are removed, and those segments are scanned at the next start.
+    pub fn mark_sync_failed(&mut self, end: i64) {
         self.failed_sync = true;
+        let Some(dir) = &self.dir else { return };
+        for segment in &self.segments {
+            if segment.last_offset.is_none_or(|last| last >= end - 1)
+                && let Err(e) = remove_if_present(&dir.join(index_file_name(segment.base_offset)))
+            {
+                tracing::warn!(error = %e, "could not remove the index of a segment a failed fsync covered");
+            }
+        }
     }
 
     fn check_not_failed(&self) -> io::Result<()> {
@@ -854,7 +870,11 @@ fn scan(segment: &mut Segment, mut expected_offset: Option<i64>) -> io::Result<u
         if !follows {
             break;
         }
-        expected_offset = Some(header.last_offset() + 1);
+        // An offset at the very end of the range leaves no next one.
+        let Some(next) = header.last_offset().checked_add(1) else {
+            break;
+        };
+        expected_offset = Some(next);
         segment.note_batch(BatchInfo::from_header(&header, position));
         position += total;
     }
@@ -975,13 +995,37 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path()).unwrap();
         append(&mut log, 1);
-        log.mark_sync_failed();
+        log.mark_sync_failed(1);
         let batch = sample_batch(1);
         let header = BatchHeader::parse(&batch).unwrap();
         assert!(log.append(&batch, &header, 0).is_err());
         assert!(log.sync().is_err());
         assert!(log.sync_handle().is_err());
         assert_eq!(log.next_offset(), 1, "nothing appended after the failure");
+    }
+
+    #[test]
+    fn a_failed_fsync_takes_away_the_indexes_it_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 2);
+        // The handle covers offsets 0..8; then the log rolls twice more,
+        // writing indexes whose fsync the failure may have hidden.
+        let (_, end) = log.sync_handle().unwrap().expect("a file-backed log");
+        assert_eq!(end, 8);
+        for _ in 0..4 {
+            append(&mut log, 2);
+        }
+        assert_eq!(log.segment_count(), 4);
+        log.mark_sync_failed(end);
+        let indexed: Vec<bool> = [0, 4, 8, 12]
+            .iter()
+            .map(|base| dir.path().join(index_file_name(*base)).exists())
+            .collect();
+        assert_eq!(indexed, [true, false, false, false]);
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 3));
+        assert_eq!(log.next_offset(), 16);
     }
 
     #[test]

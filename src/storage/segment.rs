@@ -36,6 +36,10 @@ pub const INDEX_INTERVAL_BYTES: u64 = 4096;
 /// long walk double, up to [`WALK_WINDOW_BYTES_MAX`].
 const WALK_WINDOW_BYTES_MIN: usize = 2 * INDEX_INTERVAL_BYTES as usize;
 const WALK_WINDOW_BYTES_MAX: usize = 256 * 1024;
+/// The most [`Segment::tail_is_sound`] reads; a longer tail (which the
+/// index this log writes never leaves: an interval and one batch) is
+/// scanned instead, in a stream.
+const TAIL_CHECK_BYTES_MAX: u64 = 16 << 20;
 /// Reads up to this size are one pread into a zeroed buffer; larger ones
 /// a seek and a read into uninitialised capacity.
 const PREAD_BYTES_MAX: usize = 16 * 1024;
@@ -419,7 +423,11 @@ impl Segment {
         let Some(mut index) = IndexFile::decode(bytes) else {
             return false;
         };
-        if index.covered_bytes != file_bytes || (index.entries.is_empty() != (index.last_offset < 0)) {
+        // The last offset must leave room for the next one.
+        if index.covered_bytes != file_bytes
+            || (index.entries.is_empty() != (index.last_offset < 0))
+            || index.last_offset == i64::MAX
+        {
             return false;
         }
         if index
@@ -465,6 +473,7 @@ impl Segment {
         let Some(len) = self
             .size
             .checked_sub(entry.position)
+            .filter(|len| *len <= TAIL_CHECK_BYTES_MAX)
             .and_then(|len| usize::try_from(len).ok())
         else {
             return Ok(false);
@@ -481,10 +490,15 @@ impl Segment {
             if !(whole && header.base_offset == expected && is_intact(&header, &tail[at..end])) {
                 return Ok(false);
             }
-            expected = header.last_offset() + 1;
+            let Some(next) = header.last_offset().checked_add(1) else {
+                return Ok(false);
+            };
+            expected = next;
             at = end;
         }
-        Ok(self.last_offset == Some(expected - 1))
+        Ok(self
+            .last_offset
+            .is_some_and(|last| last.checked_add(1) == Some(expected)))
     }
 
     /// Writes this segment's index beside it (atomically).
@@ -571,6 +585,40 @@ impl IndexFile {
 mod tests {
     use super::*;
     use crate::protocol::record_batch::tests::sample_batch;
+
+    #[test]
+    fn a_tail_checks_out_only_when_whole_intact_and_dense() {
+        let segment = memory_segment(3, 2);
+        assert!(segment.tail_is_sound().unwrap());
+
+        let mut scribbled = memory_segment(3, 2);
+        if let Backing::Memory(bytes) = &mut scribbled.backing {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+        }
+        assert!(!scribbled.tail_is_sound().unwrap(), "a CRC that fails");
+
+        let mut short = memory_segment(3, 2);
+        short.last_offset = Some(4);
+        assert!(!short.tail_is_sound().unwrap(), "offsets that end elsewhere");
+    }
+
+    #[test]
+    fn a_batch_at_the_end_of_the_offset_range_is_refused_without_overflow() {
+        let base = i64::MAX - 1;
+        let mut batch = sample_batch(2).to_vec();
+        batch[..8].copy_from_slice(&base.to_be_bytes());
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert_eq!(header.last_offset(), i64::MAX);
+        let mut segment = Segment::new(base, Backing::Memory(batch.clone()));
+        segment.note_batch(BatchInfo::from_header(&header, 0));
+        assert!(!segment.tail_is_sound().unwrap());
+        let mut reloaded = Segment::new(base, Backing::Memory(batch));
+        assert!(
+            !reloaded.load_index(&segment.encode_index(), segment.size),
+            "an index whose last offset leaves no next one"
+        );
+    }
 
     /// A memory segment of `batches` sample batches of `records` each, with
     /// timestamps as the sample batch has them.
