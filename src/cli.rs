@@ -176,6 +176,17 @@ impl ProducerFlags {
     }
 }
 
+/// A socket buffer size: a positive byte count, or -1 for the OS's
+/// default. 0 is refused, as Java's setSendBufferSize refuses it: Linux
+/// would take it as its minimum, a few KiB.
+fn parse_socket_buffer_bytes(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(-1) => Ok(-1),
+        Ok(n) if (1..=i64::from(i32::MAX)).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?}: expected a byte count from 1 to {}, or -1", i32::MAX)),
+    }
+}
+
 fn parse_compression(s: &str) -> Result<minikafka::producer::Compression, String> {
     use minikafka::producer::Compression;
     match s {
@@ -313,7 +324,7 @@ struct BrokerArgs {
     connections_max_idle_ms: u64,
     /// SO_SNDBUF of accepted connections in bytes; -1 for the OS's default
     /// (Kafka's socket.send.buffer.bytes).
-    #[arg(long, default_value_t = minikafka::config::SOCKET_SEND_BUFFER_BYTES_DEFAULT as i64, allow_hyphen_values = true, value_parser = clap::value_parser!(i64).range(-1..=i32::MAX as i64))]
+    #[arg(long, default_value_t = minikafka::config::SOCKET_SEND_BUFFER_BYTES_DEFAULT as i64, allow_hyphen_values = true, value_parser = parse_socket_buffer_bytes)]
     socket_send_buffer_bytes: i64,
     /// Request bytes read and not yet answered, across all connections;
     /// a connection stops reading until its request fits (Kafka's
