@@ -622,6 +622,20 @@ impl PartitionLog {
         }
     }
 
+    /// Closes the active segment unless it is empty, so that everything
+    /// appended so far can go whole with
+    /// [`delete_records_before`](Self::delete_records_before).
+    pub fn roll_unless_empty(&mut self) -> io::Result<()> {
+        self.check_not_failed()?;
+        if self.closed {
+            self.reopen_after_close()?;
+        }
+        if !self.active().is_empty() {
+            self.roll()?;
+        }
+        Ok(())
+    }
+
     /// Every batch in the log, in order (for tests and tools).
     pub fn batches(&self) -> io::Result<Vec<Bytes>> {
         let mut all = Vec::new();

@@ -5,8 +5,17 @@
 //! a topic clients can see), one record per committed partition: the key
 //! names group, topic and partition, the value holds offset, leader epoch,
 //! metadata and commit time, and a null value deletes. On start the log is
-//! read back in order, so the last word on each key wins. It inherits the
-//! log's CRC-checked recovery.
+//! read back in order from its start offset, so the last word on each key
+//! wins. It inherits the log's CRC-checked recovery.
+//!
+//! Kafka compacts `__consumer_offsets`; this log is rewritten instead. Once
+//! the commits appended since the last rewrite outgrow both
+//! [`REWRITE_AFTER_BYTES_MIN`] and twice that rewrite, the live commits are
+//! appended to a fresh segment, synced, and the log start moves to them,
+//! which deletes every older segment. A crash before the start moves
+//! leaves the old records in place, and replaying them and then the copy
+//! gives the same state. So the log, its replay at start and the memory
+//! that replay takes follow the live commits, not their history.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -24,6 +33,16 @@ use crate::protocol::{decode_body, encode_body};
 pub const OFFSETS_DIR: &str = "group-offsets";
 /// Version of the key and value layouts below.
 const FORMAT_VERSION: i16 = 0;
+/// The least the log grows by before it is rewritten.
+pub const REWRITE_AFTER_BYTES_MIN: u64 = 1 << 20;
+/// Segment size of the offsets log: small, so that a rewrite deletes all
+/// but the live commits. (Kafka's `offsets.topic.segment.bytes` is 100 MiB;
+/// it compacts segments rather than deleting them.)
+const SEGMENT_BYTES: u64 = 4 << 20;
+/// Commits per batch when the live ones are written out, and how much of
+/// the log a replay reads at a time.
+const REWRITE_RECORDS_PER_BATCH: usize = 1000;
+const REPLAY_READ_BYTES: usize = 1 << 20;
 
 message! {
     struct OffsetKey {
@@ -56,6 +75,9 @@ pub type TopicPartition = (String, i32);
 pub struct OffsetStore {
     log: PartitionLog,
     committed: HashMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
+    /// Log bytes right after the last rewrite (0 before the first).
+    rewritten_bytes: u64,
+    rewrite_after_bytes_min: u64,
 }
 
 fn encode<T: crate::protocol::Wire>(value: &T) -> Bytes {
@@ -71,63 +93,122 @@ fn decode<T: crate::protocol::Wire>(bytes: &Bytes) -> Option<T> {
         .flatten()
 }
 
+/// The log record of one commit (`None`: its deletion).
+fn offset_record(group: &str, (topic, partition): &TopicPartition, committed: Option<&CommittedOffset>) -> Record {
+    let key = OffsetKey {
+        group: group.to_string(),
+        topic: topic.clone(),
+        partition: *partition,
+    };
+    let value = committed.map(|c| {
+        encode(&OffsetValue {
+            offset: c.offset,
+            leader_epoch: c.leader_epoch,
+            metadata: c.metadata.clone(),
+            commit_timestamp: c.commit_timestamp,
+        })
+    });
+    Record {
+        key: Some(encode(&key)),
+        value,
+        ..Record::default()
+    }
+}
+
+/// Appends `records` to the offsets log as one batch stamped `timestamp`.
+fn append_records(log: &mut PartitionLog, records: Vec<Record>, timestamp: i64) -> std::io::Result<()> {
+    let mut builder = RecordBatchBuilder::new(timestamp);
+    for record in records {
+        builder.push(record);
+    }
+    let batch = builder.build(Compression::None)?;
+    let header = BatchHeader::parse(&batch).expect("a batch just built has a header");
+    log.append(&batch, &header, 0)?;
+    Ok(())
+}
+
 impl OffsetStore {
     pub fn in_memory() -> Self {
+        OffsetStore::with_log(PartitionLog::in_memory())
+    }
+
+    fn with_log(mut log: PartitionLog) -> Self {
+        log.set_segment_bytes(SEGMENT_BYTES);
         OffsetStore {
-            log: PartitionLog::in_memory(),
+            log,
             committed: HashMap::new(),
+            rewritten_bytes: 0,
+            rewrite_after_bytes_min: REWRITE_AFTER_BYTES_MIN,
         }
     }
 
-    /// Opens the offsets log under `root` and replays it.
+    /// Opens the offsets log under `root` and replays it; a log that has
+    /// outgrown its commits is rewritten at once.
     pub fn open(root: &Path) -> Result<Self, StorageError> {
         let dir = root.join(OFFSETS_DIR);
-        let log = PartitionLog::open(&dir)?;
-        let mut store = OffsetStore {
-            log,
-            committed: HashMap::new(),
-        };
-        let batches = store.log.batches().map_err(|e| StorageError::io(&dir, e))?;
-        for batch in batches {
-            let records = decode_batch(&batch).map_err(|e| StorageError::invalid(&dir, e.to_string()))?;
-            for record in records {
-                let Some(key) = record.key.as_ref().and_then(decode::<OffsetKey>) else {
-                    tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset record");
-                    continue;
-                };
-                let tp = (key.topic, key.partition);
-                let value = match &record.value {
-                    None => None,
-                    Some(bytes) => match decode::<OffsetValue>(bytes) {
-                        Some(value) => Some(value),
-                        None => {
-                            // Not a deletion: an unreadable value is skipped,
-                            // leaving the previous commit in place.
-                            tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset value");
-                            continue;
-                        }
-                    },
-                };
-                match value {
-                    Some(v) => {
-                        let committed = CommittedOffset {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp: v.commit_timestamp,
-                        };
-                        store.committed.entry(key.group).or_default().insert(tp, committed);
-                    }
-                    None => {
-                        if let Some(group) = store.committed.get_mut(&key.group) {
-                            group.remove(&tp);
-                        }
+        let mut store = OffsetStore::with_log(PartitionLog::open(&dir)?);
+        store.replay().map_err(|e| StorageError::invalid(&dir, e))?;
+        store.rewrite_if_due().map_err(|e| StorageError::io(&dir, e))?;
+        Ok(store)
+    }
+
+    /// Reads the log from its start offset into `committed`, a window at a
+    /// time.
+    fn replay(&mut self) -> Result<(), String> {
+        let mut offset = self.log.log_start_offset();
+        while offset < self.log.next_offset() {
+            let bytes = self
+                .log
+                .read_from(offset, REPLAY_READ_BYTES, true)
+                .map_err(|e| e.to_string())?;
+            let mut at = 0;
+            let before = offset;
+            while let Some(header) = bytes.get(at..).and_then(BatchHeader::parse) {
+                let end = at + header.total_bytes();
+                let batch = bytes.get(at..end).ok_or("a batch cut short in the offsets log")?;
+                for record in decode_batch(batch).map_err(|e| e.to_string())? {
+                    // The first batch may begin before the log start.
+                    if record.offset >= offset {
+                        self.apply(record);
                     }
                 }
+                offset = offset.max(header.last_offset().saturating_add(1));
+                at = end;
+            }
+            if offset == before {
+                return Err(format!("the offsets log does not continue at offset {offset}"));
             }
         }
-        store.committed.retain(|_, offsets| !offsets.is_empty());
-        Ok(store)
+        self.committed.retain(|_, offsets| !offsets.is_empty());
+        Ok(())
+    }
+
+    /// One replayed commit (or deletion) into `committed`.
+    fn apply(&mut self, record: Record) {
+        let Some(key) = record.key.as_ref().and_then(decode::<OffsetKey>) else {
+            tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset record");
+            return;
+        };
+        let tp = (key.topic, key.partition);
+        let Some(bytes) = &record.value else {
+            if let Some(group) = self.committed.get_mut(&key.group) {
+                group.remove(&tp);
+            }
+            return;
+        };
+        let Some(v) = decode::<OffsetValue>(bytes) else {
+            // Not a deletion: an unreadable value is skipped, leaving the
+            // previous commit in place.
+            tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset value");
+            return;
+        };
+        let committed = CommittedOffset {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata,
+            commit_timestamp: v.commit_timestamp,
+        };
+        self.committed.entry(key.group).or_default().insert(tp, committed);
     }
 
     /// Records commits (a `None` deletes), durably in the log first.
@@ -144,30 +225,11 @@ impl OffsetStore {
             .filter_map(|(_, c)| c.as_ref().map(|c| c.commit_timestamp))
             .max()
             .unwrap_or(0);
-        let mut builder = RecordBatchBuilder::new(now);
-        for ((topic, partition), committed) in &entries {
-            let key = OffsetKey {
-                group: group.to_string(),
-                topic: topic.clone(),
-                partition: *partition,
-            };
-            let value = committed.as_ref().map(|c| {
-                encode(&OffsetValue {
-                    offset: c.offset,
-                    leader_epoch: c.leader_epoch,
-                    metadata: c.metadata.clone(),
-                    commit_timestamp: c.commit_timestamp,
-                })
-            });
-            builder.push(Record {
-                key: Some(encode(&key)),
-                value,
-                ..Record::default()
-            });
-        }
-        let batch = builder.build(Compression::None)?;
-        let header = BatchHeader::parse(&batch).expect("a batch just built has a header");
-        self.log.append(&batch, &header, 0)?;
+        let records = entries
+            .iter()
+            .map(|(tp, committed)| offset_record(group, tp, committed.as_ref()))
+            .collect();
+        append_records(&mut self.log, records, now)?;
         let offsets = self.committed.entry(group.to_string()).or_default();
         for (tp, committed) in entries {
             match committed {
@@ -182,7 +244,48 @@ impl OffsetStore {
         if offsets.is_empty() {
             self.committed.remove(group);
         }
+        self.rewrite_if_due()
+    }
+
+    /// Rewrites the log (see the module documentation) once it has grown
+    /// past both the minimum and twice what the last rewrite left.
+    fn rewrite_if_due(&mut self) -> std::io::Result<()> {
+        let grown = self.log.size_bytes().saturating_sub(self.rewritten_bytes);
+        if grown <= self.rewrite_after_bytes_min.max(2 * self.rewritten_bytes) {
+            return Ok(());
+        }
+        let before = self.log.size_bytes();
+        let start = self.append_live_copy()?;
+        // The copy must be durable before the old records go.
+        self.log.sync()?;
+        self.log.delete_records_before(start)?;
+        self.rewritten_bytes = self.log.size_bytes();
+        tracing::info!(
+            before_bytes = before,
+            after_bytes = self.rewritten_bytes,
+            "rewrote the committed-offsets log with its live commits"
+        );
         Ok(())
+    }
+
+    /// Appends every live commit to a new segment; returns its first offset.
+    fn append_live_copy(&mut self) -> std::io::Result<i64> {
+        self.log.roll_unless_empty()?;
+        let start = self.log.next_offset();
+        let live: Vec<(i64, Record)> = self
+            .committed
+            .iter()
+            .flat_map(|(group, offsets)| {
+                offsets
+                    .iter()
+                    .map(move |(tp, c)| (c.commit_timestamp, offset_record(group, tp, Some(c))))
+            })
+            .collect();
+        for chunk in live.chunks(REWRITE_RECORDS_PER_BATCH) {
+            let newest = chunk.iter().map(|(t, _)| *t).max().unwrap_or(0);
+            append_records(&mut self.log, chunk.iter().map(|(_, r)| r.clone()).collect(), newest)?;
+        }
+        Ok(start)
     }
 
     /// Deletes every group's committed offsets for `topic` (when the topic
@@ -253,5 +356,73 @@ mod tests {
         assert_eq!(g[&("t".to_string(), 0)].offset, 6);
         assert_eq!(g[&("t".to_string(), 1)].metadata.as_deref(), Some("m9"));
         assert!(store.group("h").is_none());
+    }
+
+    /// Commits of offsets 0..rounds to partitions 0..3 of "t" by group "g",
+    /// and one commit by "h" that is then deleted.
+    fn churn(store: &mut OffsetStore, rounds: i64) {
+        store.write("h", vec![(("u".into(), 0), at(1))]).unwrap();
+        store.write("h", vec![(("u".into(), 0), None)]).unwrap();
+        for offset in 0..rounds {
+            let commits = (0..3).map(|p| (("t".to_string(), p), at(offset + p as i64))).collect();
+            store.write("g", commits).unwrap();
+        }
+    }
+
+    fn assert_last_commits(store: &OffsetStore, rounds: i64) {
+        let g = store.group("g").unwrap();
+        let offsets: Vec<i64> = (0..3).map(|p| g[&("t".to_string(), p)].offset).collect();
+        assert_eq!(offsets, [rounds - 1, rounds, rounds + 1]);
+        assert!(store.group("h").is_none(), "a deletion stays deleted");
+    }
+
+    #[test]
+    fn the_log_is_rewritten_with_its_live_commits_and_stays_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        store.rewrite_after_bytes_min = 16 * 1024;
+        churn(&mut store, 5_000);
+        // 5,000 batches of three commits: about 700 KB if nothing went.
+        assert!(store.log.log_start_offset() > 0);
+        assert!(store.log.size_bytes() < 64 * 1024, "{} bytes", store.log.size_bytes());
+        assert_eq!(store.log.segment_count(), 1);
+        assert_last_commits(&store, 5_000);
+        store.close().unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_last_commits(&store, 5_000);
+
+        let mut in_memory = OffsetStore::in_memory();
+        in_memory.rewrite_after_bytes_min = 16 * 1024;
+        churn(&mut in_memory, 5_000);
+        assert!(in_memory.log.size_bytes() < 64 * 1024);
+        assert_last_commits(&in_memory, 5_000);
+    }
+
+    #[test]
+    fn a_crash_before_the_old_records_go_replays_to_the_same_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        churn(&mut store, 100);
+        let start = store.append_live_copy().unwrap();
+        assert!(start > 0);
+        drop(store); // crashed: the log start never moved
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(store.log.log_start_offset(), 0);
+        assert_last_commits(&store, 100);
+    }
+
+    #[test]
+    fn the_replay_starts_at_the_log_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        store.write("old", vec![(("t".into(), 0), at(5))]).unwrap();
+        store.write("g", vec![(("t".into(), 0), at(6))]).unwrap();
+        // Within one segment, so only the start offset hides the first.
+        store.log.delete_records_before(1).unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert!(store.group("old").is_none());
+        assert_eq!(store.group("g").unwrap()[&("t".to_string(), 0)].offset, 6);
     }
 }
