@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use minikafka::BrokerConfig;
 use minikafka::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use minikafka::protocol::messages::{Request, Response};
 use minikafka::protocol::record_batch::Compression;
@@ -442,4 +443,101 @@ async fn large_pipelined_producers_stay_under_the_request_bytes_bound() {
         peak >> 20,
         baseline >> 20
     );
+}
+
+/// A topic of eight 1 MB batches on `broker`, and a connection that asks
+/// for all of them with a receive buffer of a few KiB and then reads
+/// nothing: its answer stalls in the broker's send buffer. Returns the
+/// connection once the answer has begun to arrive.
+async fn stalled_reader(addr: std::net::SocketAddr, topic: &str) -> TcpStream {
+    use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+    create_topic(addr, topic).await;
+    let mut producer = RawClient::connect(addr).await;
+    for i in 0..8 {
+        producer.send_raw(&produce_frame(topic, batch(100, 10_000), 1, i)).await;
+        assert!(producer.read_frame().await.is_some());
+    }
+    drop(producer);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let fetch = Request::Fetch(FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 64 << 20,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: 64 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    stream.write_all(&RawClient::frame(&fetch, 11, 1)).await.unwrap();
+    let mut first = [0u8; 4];
+    let peeked = tokio::time::timeout(DEADLINE, stream.peek(&mut first)).await;
+    assert!(matches!(peeked, Ok(Ok(n)) if n > 0), "the answer begins: {peeked:?}");
+    stream
+}
+
+/// Reads what is left on `stream` until the broker closes it; returns the
+/// bytes read.
+async fn read_to_close(stream: &mut TcpStream) -> usize {
+    let mut read = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return read,
+            Ok(Ok(n)) => read += n,
+            Err(_) => panic!("the broker closes the connection"),
+        }
+    }
+}
+
+/// A client that stops reading its answer loses its connection after
+/// connections.max.idle.ms without progress, as in Kafka, and with it the
+/// place it held: under max.connections=1 the next client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_after_the_idle_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(BrokerConfig {
+        max_connections: 1,
+        connections_max_idle: Duration::from_millis(500),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    let mut stalled = stalled_reader(broker.local_addr(), "unread").await;
+    // The stalled connection holds the only place until the broker gives
+    // up on it.
+    let mut waiting = RawClient::connect(broker.local_addr()).await;
+    waiting
+        .send_raw(&RawClient::frame(&Request::ApiVersions(Default::default()), 3, 1))
+        .await;
+    let answered = tokio::time::timeout(DEADLINE, waiting.read_frame()).await;
+    assert!(
+        matches!(answered, Ok(Some(_))),
+        "served once the stalled reader is closed"
+    );
+    let read = read_to_close(&mut stalled).await;
+    assert!(read < 8_000_000, "the answer was cut short: {read} bytes");
+    broker.shutdown().await;
+}
+
+/// A shutdown does not wait for ever on a client that reads nothing: the
+/// broker stops, and a restart finds every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_is_not_held_up_by_a_client_that_reads_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let _stalled = stalled_reader(broker.local_addr(), "held").await;
+    tokio::time::timeout(DEADLINE, broker.shutdown())
+        .await
+        .expect("the broker stops although a client reads nothing");
+    let broker = start(config(dir.path(), 1)).await;
+    assert_eq!(log_end_total(&broker, "held"), 800);
+    broker.shutdown().await;
 }

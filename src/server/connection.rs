@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -70,6 +70,8 @@ enum ConnectionError {
     ClosedByBroker(String),
     #[error("idle for {0:?} (connections.max.idle.ms)")]
     Idle(Duration),
+    #[error("the client read nothing of its answers for {0:?} (connections.max.idle.ms)")]
+    Unread(Duration),
     #[error("malformed {name} v{version} request: {error}")]
     BadRequest {
         name: &'static str,
@@ -128,6 +130,9 @@ impl Connection {
             Ok(()) => tracing::debug!("connection closed"),
             Err(ConnectionError::Io(e)) => tracing::debug!(error = %e, "connection lost"),
             Err(ConnectionError::Idle(idle)) => tracing::debug!(?idle, "closing an idle connection"),
+            Err(ConnectionError::Unread(idle)) => {
+                tracing::debug!(?idle, "closing a connection whose client stopped reading")
+            }
             Err(reason) => tracing::warn!(peer = %self.peer, %reason, "closing connection"),
         }
     }
@@ -216,22 +221,25 @@ impl Connection {
     }
 
     async fn write_out(&mut self) -> Result<(), ConnectionError> {
+        // Kafka's idle check counts writes that make no progress as idle
+        // time too: a client that reads nothing for that long is dropped,
+        // and with it the file slices its answer holds.
+        let stall = self.broker.config().connections_max_idle;
+        let more = rustix::net::SendFlags::MORE;
         let mut at = 0;
         for (position, part) in self.deferred.take() {
-            write_all_more(&self.socket, &self.write_buf[at..position]).await?;
+            send_all(&self.socket, &self.write_buf[at..position], more, stall).await?;
             match part {
                 Deferred::File(slice) => {
-                    send_file_slice(&self.socket, &slice).await?;
+                    send_file_slice(&self.socket, &slice, stall).await?;
                     self.broker.count_file_bytes_sent(slice.len);
                 }
-                Deferred::Bytes(bytes) => write_all_more(&self.socket, &bytes).await?,
+                Deferred::Bytes(bytes) => send_all(&self.socket, &bytes, more, stall).await?,
             }
             at = position;
         }
-        if at < self.write_buf.len() {
-            self.socket.write_all(&self.write_buf[at..]).await?;
-        }
-        Ok(())
+        let last = rustix::net::SendFlags::empty();
+        send_all(&self.socket, &self.write_buf[at..], last, stall).await
     }
 
     /// Takes the next complete frame off the read buffer, if there is one.
@@ -333,32 +341,46 @@ impl Connection {
     }
 }
 
-/// Writes all of `bytes` with MSG_MORE: a file slice follows, and the two
-/// should leave in full segments rather than a small one first.
-async fn write_all_more(socket: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
-    let flags = rustix::net::SendFlags::MORE | rustix::net::SendFlags::NOSIGNAL;
+/// Writes all of `bytes`, with `flags` (MSG_MORE when a file slice follows,
+/// so that the two leave in full segments rather than a small one first).
+/// A client that takes nothing for `stall` loses its connection.
+async fn send_all(
+    socket: &TcpStream,
+    mut bytes: &[u8],
+    flags: rustix::net::SendFlags,
+    stall: Duration,
+) -> Result<(), ConnectionError> {
+    let flags = flags | rustix::net::SendFlags::NOSIGNAL;
     while !bytes.is_empty() {
-        socket.writable().await?;
+        writable(socket, stall).await?;
         match socket.try_io(Interest::WRITABLE, || {
             rustix::net::send(socket, bytes, flags).map_err(std::io::Error::from)
         }) {
             Ok(sent) => bytes = &bytes[sent..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())
+}
+
+/// Waits until the socket takes bytes again, for at most `stall`.
+async fn writable(socket: &TcpStream, stall: Duration) -> Result<(), ConnectionError> {
+    match tokio::time::timeout(stall, socket.writable()).await {
+        Ok(ready) => Ok(ready?),
+        Err(_) => Err(ConnectionError::Unread(stall)),
+    }
 }
 
 /// Sends a slice of a stored file with `sendfile`: from the page cache to
 /// the socket, never through this process's memory. sendfile takes no
 /// MSG_NOSIGNAL: a closed peer raises SIGPIPE, which Rust programs ignore
 /// (the runtime sets it so before main), and the call returns EPIPE.
-async fn send_file_slice(socket: &TcpStream, slice: &FileSlice) -> std::io::Result<()> {
+async fn send_file_slice(socket: &TcpStream, slice: &FileSlice, stall: Duration) -> Result<(), ConnectionError> {
     let mut position = slice.position;
     let end = slice.position + slice.len as u64;
     while position < end {
-        socket.writable().await?;
+        writable(socket, stall).await?;
         let remaining = (end - position) as usize;
         match socket.try_io(Interest::WRITABLE, || {
             rustix::fs::sendfile(socket, &*slice.file, Some(&mut position), remaining).map_err(std::io::Error::from)
@@ -374,7 +396,8 @@ async fn send_file_slice(socket: &TcpStream, slice: &FileSlice) -> std::io::Resu
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "a stored file ended inside the records being sent",
-                ));
+                )
+                .into());
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -386,7 +409,7 @@ async fn send_file_slice(socket: &TcpStream, slice: &FileSlice) -> std::io::Resu
                     // Not the client going away: reading the segment failed.
                     tracing::error!(error = %e, position, "sending stored records failed; closing");
                 }
-                return Err(e);
+                return Err(e.into());
             }
         }
     }

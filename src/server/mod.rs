@@ -132,6 +132,10 @@ async fn bind_all(listeners: &[String]) -> Result<(Vec<TcpListener>, Vec<SocketA
     Ok((bound, addrs))
 }
 
+/// How long a shutdown waits for connections to answer what they have
+/// read before it closes them.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Connections the kernel may hold completed but not yet accepted. A burst
 /// of connections past it would have some of theirs dropped and retried
 /// seconds later (the kernel caps it at `net.core.somaxconn`).
@@ -259,7 +263,21 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, limits: Arc<lim
         }
     }
     drop(listener);
-    while connections.join_next().await.is_some() {}
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        // A client that reads nothing must not keep the logs from being
+        // synced: its connection is cut, whatever it still had to get.
+        tracing::warn!(
+            connections = connections.len(),
+            grace = ?SHUTDOWN_GRACE,
+            "closing connections that did not finish answering in time"
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
 }
 
 #[cfg(test)]
