@@ -358,6 +358,13 @@ struct BrokerArgs {
     /// How often retention deletes old segments (log.retention.check.interval.ms).
     #[arg(long, default_value_t = 300_000)]
     log_retention_check_interval_ms: u64,
+    /// How long a partition remembers an idempotent producer that writes
+    /// nothing (Kafka's producer.id.expiration.ms).
+    #[arg(long, default_value_t = minikafka::config::PRODUCER_ID_EXPIRATION_MS_DEFAULT, value_parser = clap::value_parser!(i64).range(1..))]
+    producer_id_expiration_ms: i64,
+    /// How often producers are checked for expiry (Kafka's producer.id.expiration.check.interval.ms).
+    #[arg(long, default_value_t = minikafka::config::PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    producer_id_expiration_check_interval_ms: u64,
     /// How long an empty group's first rebalance waits for more members
     /// (Kafka's group.initial.rebalance.delay.ms; Kafka's default is 3000,
     /// ours suits development: consumers started together still meet).
@@ -405,6 +412,10 @@ impl BrokerArgs {
             retention_ms: self.retention_ms,
             retention_bytes: self.retention_bytes,
             retention_check_interval: std::time::Duration::from_millis(self.log_retention_check_interval_ms.max(1)),
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
+            producer_id_expiration_check_interval: std::time::Duration::from_millis(
+                self.producer_id_expiration_check_interval_ms,
+            ),
             groups: minikafka::broker::coordinator::GroupConfig {
                 initial_rebalance_delay: std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms),
                 min_session_timeout_ms: self.group_min_session_timeout_ms,

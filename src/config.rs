@@ -21,6 +21,10 @@ pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: u64 = 600_000;
 /// sendfile, with 100 KiB 154-177 ms, at the same throughput and about the same
 /// client CPU. 50 KiB slowed the reader down by a third.
 pub const SOCKET_SEND_BUFFER_BYTES_DEFAULT: usize = 102_400;
+/// Kafka's `producer.id.expiration.ms` default: one day.
+pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
+/// Kafka's `producer.id.expiration.check.interval.ms` default: 10 minutes.
+pub const PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT: u64 = 600_000;
 /// The bound on request bytes held across the broker (Kafka's
 /// `queued.max.request.bytes`, unbounded there by default; bounded here so
 /// that many large producers cannot take the memory).
@@ -88,6 +92,12 @@ pub struct BrokerConfig {
     /// Kafka's `log.flush.interval.ms`: fsync partitions with unsynced
     /// records this often. `None`: never for this reason.
     pub flush_ms: Option<u64>,
+    /// Kafka's `producer.id.expiration.ms`: a partition forgets an
+    /// idempotent producer whose last batch there is this much older than
+    /// the broker's clock.
+    pub producer_id_expiration_ms: i64,
+    /// Kafka's `producer.id.expiration.check.interval.ms`.
+    pub producer_id_expiration_check_interval: std::time::Duration,
 }
 
 impl Default for BrokerConfig {
@@ -116,6 +126,10 @@ impl Default for BrokerConfig {
             fsync_always: false,
             flush_messages: None,
             flush_ms: None,
+            producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
+            producer_id_expiration_check_interval: std::time::Duration::from_millis(
+                PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT,
+            ),
         }
     }
 }

@@ -210,7 +210,12 @@ async fn init_producer_id(
 }
 
 fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
-    let mut builder = RecordBatchBuilder::new(1);
+    idempotent_batch_at(1, producer_id, epoch, base_sequence, values)
+}
+
+/// As [`idempotent_batch`], with the records' timestamp.
+fn idempotent_batch_at(timestamp: i64, producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
+    let mut builder = RecordBatchBuilder::new(timestamp);
     for v in values {
         builder.push(Record {
             value: Some(Bytes::from(v.to_string())),
@@ -396,5 +401,54 @@ async fn gaps_and_stale_epochs_are_refused_and_others_still_write() {
         .await,
         (0, 3)
     );
+    broker.shutdown().await;
+}
+
+/// producer.id.expiration.ms: a partition forgets a producer whose last
+/// batch is older than that, and only that one; the forgotten producer's
+/// next batch is taken whatever its sequence, as a new producer's.
+#[tokio::test]
+async fn producers_idle_for_the_expiration_time_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        producer_id_expiration_ms: 60_000,
+        producer_id_expiration_check_interval: std::time::Duration::from_millis(50),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    broker.broker().get_or_create_topic("expiring", 1).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let idle = idempotent_batch_at(now - 120_000, 7, 0, 0, &["a", "b"]);
+    let recent = idempotent_batch_at(now, 8, 0, 0, &["c"]);
+    assert_eq!(
+        send_produce(&mut client, &produce_frame("expiring", idle, 1)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        send_produce(&mut client, &produce_frame("expiring", recent, 2)).await,
+        (0, 2)
+    );
+    let epochs = |producer_id| {
+        broker.broker().topic("expiring").unwrap().partitions[0]
+            .log()
+            .producers()
+            .epoch_of(producer_id)
+    };
+    eventually("the idle producer is forgotten", || epochs(7).is_none().then_some(())).await;
+    assert_eq!(epochs(8), Some(0), "the recent one is kept");
+    // Sequence 5 follows nothing, and is taken: producer 7 starts afresh.
+    let after = idempotent_batch_at(now, 7, 0, 5, &["d"]);
+    assert_eq!(
+        send_produce(&mut client, &produce_frame("expiring", after, 3)).await,
+        (0, 3)
+    );
+    // Producer 8 is still checked: a gap is refused.
+    let gap = idempotent_batch_at(now, 8, 0, 5, &["e"]);
+    let (code, _) = send_produce(&mut client, &produce_frame("expiring", gap, 4)).await;
+    assert_eq!(code, ErrorCode::OutOfOrderSequenceNumber.code());
     broker.shutdown().await;
 }

@@ -530,6 +530,31 @@ impl Broker {
         }
     }
 
+    /// Forgets idle idempotent producers in every partition, every
+    /// `producer.id.expiration.check.interval.ms`, until shutdown.
+    pub async fn run_producer_expiry(&self) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.producer_id_expiration_check_interval) => {}
+                _ = Broker::stopped(&mut shutdown) => return,
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            for topic in self.topics() {
+                for partition in &topic.partitions {
+                    let expired = partition
+                        .log()
+                        .expire_producers(now, self.config.producer_id_expiration_ms);
+                    if expired > 0 {
+                        tracing::debug!(topic = %topic.name, partition = partition.index, expired, "forgot idle producers");
+                    }
+                }
+            }
+        }
+    }
+
     /// Fsyncs partitions with unsynced records every `flush_ms` (Kafka's
     /// `log.flush.interval.ms`), until shutdown. Returns at once if unset.
     pub async fn run_flusher(&self) {

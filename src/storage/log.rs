@@ -293,7 +293,7 @@ impl PartitionLog {
             }
             match std::fs::read(&path)
                 .ok()
-                .and_then(|b| ProducerStates::decode_snapshot(&b))
+                .and_then(|b| ProducerStates::decode_snapshot(&b, now_ms()))
             {
                 Some(states) => {
                     self.producers = states;
@@ -348,6 +348,12 @@ impl PartitionLog {
     /// Idempotent producers' state in this partition.
     pub fn producers(&self) -> &ProducerStates {
         &self.producers
+    }
+
+    /// Forgets the producers that wrote nothing here for `expiration_ms`
+    /// (see [`ProducerStates::expire`]). The next snapshot leaves them out.
+    pub fn expire_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.expire(now_ms, expiration_ms)
     }
 
     /// Bytes in the log.

@@ -5,7 +5,9 @@
 //! shutdown (`<offset>.snapshot`, the state after every batch before that
 //! offset), so recovery replays the headers after the newest snapshot
 //! rather than the whole log, and the state outlives the segments that
-//! retention deletes.
+//! retention deletes. A producer that has written nothing for
+//! `producer.id.expiration.ms` is forgotten, as in Kafka: its next batch is
+//! then taken as a new producer's, whatever its sequence.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -30,6 +32,9 @@ pub struct BatchSequence {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<BatchSequence>,
+    /// The largest timestamp of its last batch (Kafka's `lastTimestamp`):
+    /// what expiry counts from.
+    last_timestamp: i64,
 }
 
 /// What to do with a batch from an idempotent producer.
@@ -150,6 +155,7 @@ impl ProducerStates {
         if entry.batches.len() == BATCHES_REMEMBERED {
             entry.batches.pop_front();
         }
+        entry.last_timestamp = header.max_timestamp;
         entry.batches.push_back(BatchSequence {
             first_seq: header.base_sequence,
             last_seq: last_sequence(header),
@@ -163,13 +169,33 @@ impl ProducerStates {
         self.producers.get(&producer_id).map(|e| e.epoch)
     }
 
+    /// Forgets the producers whose last batch is `expiration_ms` or more
+    /// older than `now_ms` (Kafka's `producer.id.expiration.ms`). Returns
+    /// how many went.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_timestamp) < expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// How many producers this partition remembers.
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
     /// The largest producer id that has written here.
     pub fn max_producer_id(&self) -> Option<i64> {
         self.producers.keys().max().copied()
     }
 
-    /// The snapshot file's bytes: every producer with its epoch and
-    /// remembered batches, then a CRC32C of it all.
+    /// The snapshot file's bytes: every producer with its epoch, the
+    /// timestamp of its last batch and its remembered batches, then a
+    /// CRC32C of it all.
     pub fn encode_snapshot(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.put_slice(SNAPSHOT_MAGIC);
@@ -180,6 +206,7 @@ impl ProducerStates {
             let entry = &self.producers[id];
             out.put_i64(*id);
             out.put_i16(entry.epoch);
+            out.put_i64(entry.last_timestamp);
             out.put_u8(entry.batches.len() as u8);
             for b in &entry.batches {
                 out.put_i32(b.first_seq);
@@ -193,10 +220,19 @@ impl ProducerStates {
         out
     }
 
-    /// Reads a snapshot back; `None` if it is damaged in any way.
-    pub fn decode_snapshot(bytes: &[u8]) -> Option<ProducerStates> {
+    /// Reads a snapshot back; `None` if it is damaged in any way. A
+    /// snapshot from before timestamps were kept (`MKP1`) gives each
+    /// producer `loaded_at_ms` as its last batch's time, so it expires a
+    /// full `producer.id.expiration.ms` after the upgrade.
+    pub fn decode_snapshot(bytes: &[u8], loaded_at_ms: i64) -> Option<ProducerStates> {
         let body_len = bytes.len().checked_sub(4)?;
-        if body_len < SNAPSHOT_MAGIC.len() + 4 || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        let magic = bytes.get(..SNAPSHOT_MAGIC.len())?;
+        let with_timestamps = match magic {
+            m if m == SNAPSHOT_MAGIC => true,
+            m if m == SNAPSHOT_MAGIC_V1 => false,
+            _ => return None,
+        };
+        if body_len < SNAPSHOT_MAGIC.len() + 4 {
             return None;
         }
         if crc32c::crc32c(&bytes[..body_len]) != (&bytes[body_len..]).get_u32() {
@@ -206,10 +242,12 @@ impl ProducerStates {
         let count = body.get_u32();
         let mut producers = HashMap::new();
         for _ in 0..count {
-            if body.remaining() < 11 {
+            if body.remaining() < 11 + if with_timestamps { 8 } else { 0 } {
                 return None;
             }
-            let (id, epoch, batches) = (body.get_i64(), body.get_i16(), body.get_u8() as usize);
+            let (id, epoch) = (body.get_i64(), body.get_i16());
+            let last_timestamp = if with_timestamps { body.get_i64() } else { loaded_at_ms };
+            let batches = body.get_u8() as usize;
             if batches > BATCHES_REMEMBERED || body.remaining() < batches * 24 {
                 return None;
             }
@@ -221,13 +259,22 @@ impl ProducerStates {
                     last_offset: body.get_i64(),
                 })
                 .collect();
-            producers.insert(id, ProducerEntry { epoch, batches });
+            producers.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    batches,
+                    last_timestamp,
+                },
+            );
         }
         body.is_empty().then_some(ProducerStates { producers })
     }
 }
 
-const SNAPSHOT_MAGIC: &[u8; 4] = b"MKP1";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"MKP2";
+/// Snapshots written before producers' timestamps were kept.
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"MKP1";
 
 #[cfg(test)]
 mod tests {
@@ -305,7 +352,7 @@ mod tests {
         }
         states.record(&header(9, 3, 0, 4), 7, 10);
         let bytes = states.encode_snapshot();
-        let read = ProducerStates::decode_snapshot(&bytes).unwrap();
+        let read = ProducerStates::decode_snapshot(&bytes, 0).unwrap();
         assert_eq!(read.epoch_of(9), Some(3));
         assert!(matches!(
             read.check(&header(1, 0, 6, 1)),
@@ -318,8 +365,50 @@ mod tests {
         );
         let mut scribbled = bytes.clone();
         scribbled[9] ^= 1;
-        assert!(ProducerStates::decode_snapshot(&scribbled).is_none());
-        assert!(ProducerStates::decode_snapshot(&bytes[..bytes.len() - 2]).is_none());
+        assert!(ProducerStates::decode_snapshot(&scribbled, 0).is_none());
+        assert!(ProducerStates::decode_snapshot(&bytes[..bytes.len() - 2], 0).is_none());
+    }
+
+    #[test]
+    fn producers_that_wrote_nothing_for_the_expiration_time_are_forgotten() {
+        let mut states = ProducerStates::default();
+        let mut at = |producer_id, timestamp| {
+            let mut h = header(producer_id, 0, 0, 1);
+            h.max_timestamp = timestamp;
+            states.record(&h, 0, 0);
+        };
+        at(1, 1_000);
+        at(2, 5_000);
+        assert_eq!(states.expire(10_999, 10_000), 0);
+        assert_eq!(states.expire(11_000, 10_000), 1, "exactly the expiration time");
+        assert_eq!((states.epoch_of(1), states.epoch_of(2)), (None, Some(0)));
+        // Forgotten: its next batch is a new producer's, whatever its sequence.
+        assert_eq!(states.check(&header(1, 0, 42, 1)), Ok(SequenceCheck::Append));
+
+        let read = ProducerStates::decode_snapshot(&states.encode_snapshot(), 0).unwrap();
+        let mut read = read;
+        assert_eq!(read.expire(14_999, 10_000), 0, "the timestamp survives a snapshot");
+        assert_eq!(read.expire(15_000, 10_000), 1);
+    }
+
+    #[test]
+    fn a_snapshot_without_timestamps_counts_from_when_it_was_read() {
+        let mut states = ProducerStates::default();
+        states.record(&header(7, 2, 0, 3), 0, 2);
+        // The same snapshot as written before timestamps: no i64 after the
+        // epoch, the old magic, its own CRC.
+        let current = states.encode_snapshot();
+        let mut old = b"MKP1".to_vec();
+        old.extend_from_slice(&current[4..8]); // producer count
+        old.extend_from_slice(&current[8..18]); // id and epoch
+        old.extend_from_slice(&current[26..current.len() - 4]); // batches
+        let crc = crc32c::crc32c(&old);
+        old.extend_from_slice(&crc.to_be_bytes());
+        let mut read = ProducerStates::decode_snapshot(&old, 50_000).unwrap();
+        assert_eq!(read.epoch_of(7), Some(2));
+        assert_eq!(read.check(&header(7, 2, 3, 1)), Ok(SequenceCheck::Append));
+        assert_eq!(read.expire(59_999, 10_000), 0);
+        assert_eq!(read.expire(60_000, 10_000), 1);
     }
 
     #[test]
