@@ -365,6 +365,13 @@ struct BrokerArgs {
     /// How often producers are checked for expiry (Kafka's producer.id.expiration.check.interval.ms).
     #[arg(long, default_value_t = minikafka::config::PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     producer_id_expiration_check_interval_ms: u64,
+    /// How long a group with no members keeps its committed offsets after
+    /// its last commit and its last member (Kafka's offsets.retention.minutes).
+    #[arg(long, default_value_t = minikafka::config::OFFSETS_RETENTION_MINUTES_DEFAULT, value_parser = clap::value_parser!(i64).range(1..))]
+    offsets_retention_minutes: i64,
+    /// How often committed offsets are checked for expiry (Kafka's offsets.retention.check.interval.ms).
+    #[arg(long, default_value_t = minikafka::config::OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
+    offsets_retention_check_interval_ms: u64,
     /// How long an empty group's first rebalance waits for more members
     /// (Kafka's group.initial.rebalance.delay.ms; Kafka's default is 3000,
     /// ours suits development: consumers started together still meet).
@@ -413,6 +420,10 @@ impl BrokerArgs {
             retention_bytes: self.retention_bytes,
             retention_check_interval: std::time::Duration::from_millis(self.log_retention_check_interval_ms.max(1)),
             producer_id_expiration_ms: self.producer_id_expiration_ms,
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+            offsets_retention_check_interval: std::time::Duration::from_millis(
+                self.offsets_retention_check_interval_ms,
+            ),
             producer_id_expiration_check_interval: std::time::Duration::from_millis(
                 self.producer_id_expiration_check_interval_ms,
             ),

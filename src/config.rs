@@ -25,6 +25,10 @@ pub const SOCKET_SEND_BUFFER_BYTES_DEFAULT: usize = 102_400;
 pub const PRODUCER_ID_EXPIRATION_MS_DEFAULT: i64 = 86_400_000;
 /// Kafka's `producer.id.expiration.check.interval.ms` default: 10 minutes.
 pub const PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT: u64 = 600_000;
+/// Kafka's `offsets.retention.minutes` default: 7 days.
+pub const OFFSETS_RETENTION_MINUTES_DEFAULT: i64 = 10_080;
+/// Kafka's `offsets.retention.check.interval.ms` default: 10 minutes.
+pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 600_000;
 /// The bound on request bytes held across the broker (Kafka's
 /// `queued.max.request.bytes`, unbounded there by default; bounded here so
 /// that many large producers cannot take the memory).
@@ -98,6 +102,11 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// Kafka's `producer.id.expiration.check.interval.ms`.
     pub producer_id_expiration_check_interval: std::time::Duration,
+    /// Kafka's `offsets.retention.minutes`, in ms: a group's committed
+    /// offsets go once it has had no members, and no commit, for this long.
+    pub offsets_retention_ms: i64,
+    /// Kafka's `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval: std::time::Duration,
 }
 
 impl Default for BrokerConfig {
@@ -129,6 +138,10 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: PRODUCER_ID_EXPIRATION_MS_DEFAULT,
             producer_id_expiration_check_interval: std::time::Duration::from_millis(
                 PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS_DEFAULT,
+            ),
+            offsets_retention_ms: OFFSETS_RETENTION_MINUTES_DEFAULT * 60_000,
+            offsets_retention_check_interval: std::time::Duration::from_millis(
+                OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             ),
         }
     }

@@ -762,3 +762,84 @@ async fn a_parked_join_does_not_block_shutdown() {
     };
     assert_eq!(answer.error_code, minikafka::protocol::ErrorCode::NotCoordinator.code());
 }
+
+/// The offset group `group` has committed for partition 0 of `topic`, read
+/// with OffsetFetch by a consumer that does not join.
+async fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> rdkafka::Offset {
+    let (bootstrap, group, topic) = (bootstrap.to_string(), group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        partitions.add_partition(&topic, 0);
+        let read = consumer.committed_offsets(partitions, DEADLINE).unwrap();
+        read.find_partition(&topic, 0).unwrap().offset()
+    })
+    .await
+    .unwrap()
+}
+
+/// Polls until `group` has nothing committed for partition 0 of `topic`.
+async fn until_expired(bootstrap: &str, group: &str, topic: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while committed_offset(bootstrap, group, topic).await != rdkafka::Offset::Invalid {
+        assert!(std::time::Instant::now() < deadline, "{group}'s offsets expire");
+    }
+}
+
+/// offsets.retention.minutes (KIP-211): a group's committed offsets go once
+/// it has had no members, and no commit, for the retention time. A commit
+/// outside any group expires so; a group with a member keeps its offsets
+/// however old they are, until the member leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_expire_only_once_their_group_is_empty() {
+    use rdkafka::{Offset, TopicPartitionList};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        offsets_retention_ms: 1_000,
+        offsets_retention_check_interval: Duration::from_millis(50),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    let bootstrap = broker.bootstrap();
+    broker.broker().get_or_create_topic("kept-while-read", 1).unwrap();
+    let topic = "kept-while-read";
+    let commit = |consumer: &BaseConsumer| {
+        let mut positions = TopicPartitionList::new();
+        positions.add_partition_offset(topic, 0, Offset::Offset(1)).unwrap();
+        consumer.commit(&positions, CommitMode::Sync).unwrap();
+    };
+    let member = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let member = group_consumer(&bootstrap, "live", &[]);
+            member.subscribe(&[topic]).unwrap();
+            let deadline = std::time::Instant::now() + DEADLINE;
+            while member.assignment().unwrap().count() == 0 {
+                assert!(std::time::Instant::now() < deadline, "the member is assigned");
+                member.poll(Duration::from_millis(50));
+            }
+            commit(&member);
+            let alone: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "alone")
+                .create()
+                .unwrap();
+            commit(&alone);
+            member
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(committed_offset(&bootstrap, "live", topic).await, Offset::Offset(1));
+    until_expired(&bootstrap, "alone", topic).await;
+    // Committed at the same time, older than the retention by now: kept
+    // because the group has a member.
+    assert_eq!(committed_offset(&bootstrap, "live", topic).await, Offset::Offset(1));
+    tokio::task::spawn_blocking(move || member.unsubscribe()).await.unwrap();
+    until_expired(&bootstrap, "live", topic).await;
+    broker.shutdown().await;
+}

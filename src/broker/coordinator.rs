@@ -105,6 +105,18 @@ pub struct Group {
     join_deadline: Option<Instant>,
     /// Until when an empty group's first rebalance waits for more members.
     join_not_before: Option<Instant>,
+    /// When the group last became Empty (or was created): what the expiry
+    /// of its committed offsets counts from (KIP-211).
+    empty_since: Instant,
+}
+
+/// Whether a group has members, as far as the coordinator knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Members,
+    EmptyFor(std::time::Duration),
+    /// Not seen since the broker started.
+    Unknown,
 }
 
 impl Group {
@@ -122,6 +134,7 @@ impl Group {
             instances: HashMap::new(),
             join_deadline: None,
             join_not_before: None,
+            empty_since: Instant::now(),
         }
     }
 
@@ -424,6 +437,7 @@ impl Coordinator {
             // The protocol type stays: ListGroups still shows an empty
             // consumer group as one, as Kafka does.
             group.state = GroupState::Empty;
+            group.empty_since = now;
             group.protocol = None;
             return;
         }
@@ -600,6 +614,7 @@ impl Coordinator {
             GroupState::CompletingRebalance | GroupState::Stable => {
                 if group.members.is_empty() {
                     group.state = GroupState::Empty;
+                    group.empty_since = now;
                     group.generation += 1;
                     group.protocol = None;
                 } else {
@@ -697,6 +712,15 @@ impl Coordinator {
                 }
                 ErrorCode::None
             }
+        }
+    }
+
+    /// Whether `group_id` has members, or for how long it has had none.
+    pub fn membership(&self, group_id: &str) -> Membership {
+        match self.lock().get(group_id) {
+            None => Membership::Unknown,
+            Some(group) if group.state == GroupState::Empty => Membership::EmptyFor(group.empty_since.elapsed()),
+            Some(_) => Membership::Members,
         }
     }
 

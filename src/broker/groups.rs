@@ -155,12 +155,6 @@ pub fn leave_group(broker: &Broker, version: i16, request: &LeaveGroupRequest) -
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 pub fn offset_commit(broker: &Broker, request: &OffsetCommitRequest) -> OffsetCommitResponse {
     let group_check = if request.group_id.is_empty() {
         ErrorCode::InvalidGroupId
@@ -172,7 +166,7 @@ pub fn offset_commit(broker: &Broker, request: &OffsetCommitRequest) -> OffsetCo
             request.group_instance_id.as_deref(),
         )
     };
-    let now = now_ms();
+    let now = super::wall_clock_ms();
     let mut accepted = Vec::new();
     let mut topics: Vec<OffsetCommitResponseTopic> = request
         .topics

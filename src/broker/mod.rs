@@ -74,6 +74,9 @@ pub struct Broker {
     dynamic: RwLock<broker_config::DynamicConfigs>,
     /// Record bytes sent straight from segment files (sendfile), since start.
     file_bytes_sent: std::sync::atomic::AtomicU64,
+    /// When this broker started (wall clock, ms): the earliest a group it
+    /// has not seen can have become empty, as far as it knows.
+    started_ms: i64,
 }
 
 pub(crate) struct IssuedProducers {
@@ -197,6 +200,7 @@ impl Broker {
             offsets: Mutex::new(offsets),
             dynamic: RwLock::new(dynamic),
             file_bytes_sent: std::sync::atomic::AtomicU64::new(0),
+            started_ms: wall_clock_ms(),
         };
         for topic in broker.topics() {
             broker.apply_segment_bytes(&topic);
@@ -505,9 +509,7 @@ impl Broker {
                 _ = tokio::time::sleep(self.config.retention_check_interval) => {}
                 _ = Broker::stopped(&mut shutdown) => return,
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now = wall_clock_ms();
             for topic in self.topics() {
                 let retention_ms = self
                     .topic_number(&topic, "retention.ms")
@@ -530,6 +532,65 @@ impl Broker {
         }
     }
 
+    /// Deletes the committed offsets of groups that have had no members and
+    /// no commit for `offsets.retention.minutes`, every
+    /// `offsets.retention.check.interval.ms`, until shutdown. As in Kafka
+    /// (KIP-211) the time counts from when the group became empty; a group
+    /// this broker has not seen since it started counts from the start, and
+    /// a later commit (a consumer outside any group, say) counts too.
+    pub async fn run_offset_expiry(&self) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.offsets_retention_check_interval) => {}
+                _ = Broker::stopped(&mut shutdown) => return,
+            }
+            self.expire_offsets(wall_clock_ms());
+        }
+    }
+
+    fn expire_offsets(&self, now_ms: i64) {
+        let newest_commits: Vec<(String, i64)> = {
+            let offsets = self.offsets();
+            offsets
+                .groups()
+                .filter_map(|g| {
+                    let newest = offsets.group(g)?.values().map(|c| c.commit_timestamp).max()?;
+                    Some((g.clone(), newest))
+                })
+                .collect()
+        };
+        for (group, newest_commit) in newest_commits {
+            let empty_since_ms = match self.coordinator.membership(&group) {
+                coordinator::Membership::Members => continue,
+                coordinator::Membership::EmptyFor(idle) => now_ms - idle.as_millis() as i64,
+                coordinator::Membership::Unknown => self.started_ms,
+            };
+            if now_ms.saturating_sub(empty_since_ms.max(newest_commit)) < self.config.offsets_retention_ms {
+                continue;
+            }
+            let mut offsets = self.offsets();
+            // Looked at again under the lock: a commit may have come since.
+            let Some(committed) = offsets.group(&group) else {
+                continue;
+            };
+            if committed.values().any(|c| c.commit_timestamp > newest_commit) {
+                continue;
+            }
+            let gone: Vec<_> = committed.keys().map(|tp| (tp.clone(), None)).collect();
+            let count = gone.len();
+            match offsets.write(&group, gone) {
+                Ok(()) => {
+                    tracing::info!(%group, partitions = count, "committed offsets expired (offsets.retention.minutes)")
+                }
+                Err(e) => tracing::error!(%group, error = %e, "deleting expired committed offsets failed"),
+            }
+            drop(offsets);
+            // An empty group with nothing committed is gone, as in Kafka.
+            let _ = self.coordinator.delete(&group);
+        }
+    }
+
     /// Forgets idle idempotent producers in every partition, every
     /// `producer.id.expiration.check.interval.ms`, until shutdown.
     pub async fn run_producer_expiry(&self) {
@@ -539,9 +600,7 @@ impl Broker {
                 _ = tokio::time::sleep(self.config.producer_id_expiration_check_interval) => {}
                 _ = Broker::stopped(&mut shutdown) => return,
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
+            let now = wall_clock_ms();
             for topic in self.topics() {
                 for partition in &topic.partitions {
                     let expired = partition
@@ -642,4 +701,11 @@ impl Broker {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock.
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -163,9 +163,7 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
     let log_append_time = topic_config::find("message.timestamp.type")
         .is_some_and(|def| broker.topic_config_value(&topic, def).trim() == "LogAppendTime");
     let (stamped, append_time) = if log_append_time {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = super::wall_clock_ms();
         (Some(stamp_log_append_time(records, now)), now)
     } else {
         (None, -1)

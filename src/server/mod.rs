@@ -202,6 +202,10 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
         let broker = broker.clone();
         tokio::spawn(async move { broker.run_producer_expiry().await })
     };
+    let offset_expiry = {
+        let broker = broker.clone();
+        tokio::spawn(async move { broker.run_offset_expiry().await })
+    };
     let limits = limits::Limits::new(broker.config());
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
@@ -212,6 +216,7 @@ async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
     let _ = retention.await;
     let _ = flusher.await;
     let _ = producer_expiry.await;
+    let _ = offset_expiry.await;
     broker.sync_all();
     tracing::info!("broker stopped; logs synced");
 }
