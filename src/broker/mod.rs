@@ -577,15 +577,24 @@ impl Broker {
             if committed.values().any(|c| c.commit_timestamp > newest_commit) {
                 continue;
             }
+            let kept: Vec<_> = committed.iter().map(|(tp, c)| (tp.clone(), Some(c.clone()))).collect();
             let gone: Vec<_> = committed.keys().map(|tp| (tp.clone(), None)).collect();
             let count = gone.len();
-            match offsets.write(&group, gone) {
-                Ok(()) => {
-                    tracing::info!(%group, partitions = count, "committed offsets expired (offsets.retention.minutes)")
-                }
-                Err(e) => tracing::error!(%group, error = %e, "deleting expired committed offsets failed"),
+            if let Err(e) = offsets.write(&group, gone) {
+                tracing::error!(%group, error = %e, "deleting expired committed offsets failed");
+                continue;
             }
             drop(offsets);
+            // A member may have joined since the check (the two locks are
+            // never held together): its commits come back before it can
+            // ask for them, which it does only once its join completes.
+            if self.coordinator.membership(&group) == coordinator::Membership::Members {
+                if let Err(e) = self.offsets().write(&group, kept) {
+                    tracing::error!(%group, error = %e, "restoring committed offsets failed");
+                }
+                continue;
+            }
+            tracing::info!(%group, partitions = count, "committed offsets expired (offsets.retention.minutes)");
             // An empty group with nothing committed is gone, as in Kafka.
             let _ = self.coordinator.delete(&group);
         }

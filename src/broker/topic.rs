@@ -48,8 +48,11 @@ impl Partition {
             return Ok(());
         }
         let handle = self.log().sync_handle()?;
-        if let Some((file, end)) = handle {
-            let synced = tokio::task::spawn_blocking(move || file.sync_data())
+        if let Some(handle) = handle {
+            let end = handle.end;
+            // A failure reaches the log through the handle even if this
+            // future is dropped meanwhile.
+            let synced = tokio::task::spawn_blocking(move || handle.sync())
                 .await
                 .map_err(std::io::Error::other)
                 .and_then(|result| result);

@@ -32,6 +32,7 @@ use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 
@@ -98,6 +99,10 @@ pub struct PartitionLog {
     /// them, so, as Kafka takes such a log directory offline, the log
     /// refuses appends and syncs from then on.
     failed_sync: bool,
+    /// Where a [`SyncHandle`] records its failure (the `end` it was for;
+    /// `i64::MAX`: none), so that it reaches the log even when nobody waits
+    /// for that fsync any more (a connection cut at shutdown).
+    failed_outside: Arc<AtomicI64>,
     /// A clean close wrote the marker; an append after it must remove it.
     closed: bool,
     recovery: Recovery,
@@ -116,6 +121,7 @@ impl PartitionLog {
             producers: ProducerStates::default(),
             unflushed: 0,
             failed_sync: false,
+            failed_outside: Arc::new(AtomicI64::new(i64::MAX)),
             closed: false,
             recovery: Recovery::default(),
         }
@@ -265,6 +271,7 @@ impl PartitionLog {
             producers: ProducerStates::default(),
             unflushed: 0,
             failed_sync: false,
+            failed_outside: Arc::new(AtomicI64::new(i64::MAX)),
             closed: false,
             recovery,
         };
@@ -699,14 +706,18 @@ impl PartitionLog {
     /// What an fsync outside the log's lock needs: a handle to the active
     /// segment and the offset everything before which it makes durable
     /// (earlier segments were synced when they rolled). `None` in memory.
-    pub fn sync_handle(&mut self) -> io::Result<Option<(File, i64)>> {
+    pub fn sync_handle(&mut self) -> io::Result<Option<SyncHandle>> {
         self.check_not_failed()?;
         let end = self.next_offset;
         match self.segments.last().map(|s| &s.backing) {
             Some(Backing::File { file, .. }) => {
-                let handle = file.try_clone()?;
+                let file = file.try_clone()?;
                 self.unflushed = 0;
-                Ok(Some((handle, end)))
+                Ok(Some(SyncHandle {
+                    file,
+                    end,
+                    failed: self.failed_outside.clone(),
+                }))
             }
             _ => Ok(None),
         }
@@ -731,7 +742,11 @@ impl PartitionLog {
         }
     }
 
-    fn check_not_failed(&self) -> io::Result<()> {
+    fn check_not_failed(&mut self) -> io::Result<()> {
+        let failed_at = self.failed_outside.swap(i64::MAX, Ordering::SeqCst);
+        if failed_at != i64::MAX {
+            self.mark_sync_failed(failed_at);
+        }
         if self.failed_sync {
             return Err(io::Error::other("an earlier fsync of this log failed"));
         }
@@ -812,6 +827,28 @@ impl PartitionLog {
             format!("{}\n", self.log_start_offset).as_bytes(),
         )
         .map_err(|e| io::Error::other(e.to_string()))
+    }
+}
+
+/// An fsync of the active segment to run outside the log's lock (see
+/// [`PartitionLog::sync_handle`]).
+pub struct SyncHandle {
+    file: File,
+    /// Everything before this offset is durable once the fsync succeeds.
+    pub end: i64,
+    failed: Arc<AtomicI64>,
+}
+
+impl SyncHandle {
+    /// Fsyncs. A failure is recorded for the log at once, whoever waits for
+    /// the answer: the log takes it in at its next operation, as
+    /// [`PartitionLog::mark_sync_failed`] would.
+    pub fn sync(self) -> io::Result<()> {
+        let synced = self.file.sync_data();
+        if synced.is_err() {
+            self.failed.fetch_min(self.end, Ordering::SeqCst);
+        }
+        synced
     }
 }
 
@@ -1006,8 +1043,8 @@ mod tests {
         log.sync().unwrap();
         assert_eq!(log.unflushed_messages(), 0);
         append(&mut log, 4);
-        let (_, end) = log.sync_handle().unwrap().expect("a file-backed log");
-        assert_eq!((end, log.unflushed_messages()), (9, 0));
+        let handle = log.sync_handle().unwrap().expect("a file-backed log");
+        assert_eq!((handle.end, log.unflushed_messages()), (9, 0));
     }
 
     #[test]
@@ -1030,7 +1067,7 @@ mod tests {
         let mut log = log_with_segments(dir.path(), 2);
         // The handle covers offsets 0..8; then the log rolls twice more,
         // writing indexes whose fsync the failure may have hidden.
-        let (_, end) = log.sync_handle().unwrap().expect("a file-backed log");
+        let end = log.sync_handle().unwrap().expect("a file-backed log").end;
         assert_eq!(end, 8);
         for _ in 0..4 {
             append(&mut log, 2);
@@ -1046,6 +1083,20 @@ mod tests {
         let log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 3));
         assert_eq!(log.next_offset(), 16);
+    }
+
+    #[test]
+    fn a_failure_recorded_by_a_sync_handle_reaches_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 2);
+        // As SyncHandle::sync records a failed fsync nobody waited for.
+        let handle = log.sync_handle().unwrap().expect("a file-backed log");
+        handle.failed.fetch_min(handle.end, Ordering::SeqCst);
+        let batch = sample_batch(1);
+        let header = BatchHeader::parse(&batch).unwrap();
+        assert!(log.append(&batch, &header, 0).is_err());
+        assert!(log.close().is_err(), "no clean-shutdown marker over a failed fsync");
+        assert!(!dir.path().join(index_file_name(4)).exists());
     }
 
     #[test]

@@ -78,6 +78,10 @@ pub struct OffsetStore {
     /// Log bytes right after the last rewrite (0 before the first).
     rewritten_bytes: u64,
     rewrite_after_bytes_min: u64,
+    /// The replay skipped records it could not read (a newer layout,
+    /// say). A rewrite copies only what was read, so it would lose them for
+    /// good: the log is then never rewritten.
+    skipped_records: bool,
 }
 
 fn encode<T: crate::protocol::Wire>(value: &T) -> Bytes {
@@ -139,6 +143,7 @@ impl OffsetStore {
             committed: HashMap::new(),
             rewritten_bytes: 0,
             rewrite_after_bytes_min: REWRITE_AFTER_BYTES_MIN,
+            skipped_records: false,
         }
     }
 
@@ -147,14 +152,24 @@ impl OffsetStore {
     pub fn open(root: &Path) -> Result<Self, StorageError> {
         let dir = root.join(OFFSETS_DIR);
         let mut store = OffsetStore::with_log(PartitionLog::open(&dir)?);
-        store.replay().map_err(|e| StorageError::invalid(&dir, e))?;
+        let replayed = store.replay().map_err(|e| StorageError::invalid(&dir, e))?;
+        // What a rewrite would leave, from the records' average size: a log
+        // that is mostly live commits is not copied again at every start.
+        let live: usize = store.committed.values().map(BTreeMap::len).sum();
+        store.rewritten_bytes = (store.log.size_bytes() as u128 * live as u128 / replayed.max(1) as u128) as u64;
+        if store.skipped_records {
+            tracing::warn!(
+                "the committed-offsets log holds records this version cannot read; it will not be rewritten"
+            );
+        }
         store.rewrite_if_due().map_err(|e| StorageError::io(&dir, e))?;
         Ok(store)
     }
 
     /// Reads the log from its start offset into `committed`, a window at a
-    /// time.
-    fn replay(&mut self) -> Result<(), String> {
+    /// time. Returns how many records it read.
+    fn replay(&mut self) -> Result<u64, String> {
+        let mut replayed = 0u64;
         let mut offset = self.log.log_start_offset();
         while offset < self.log.next_offset() {
             let bytes = self
@@ -169,6 +184,7 @@ impl OffsetStore {
                 for record in decode_batch(batch).map_err(|e| e.to_string())? {
                     // The first batch may begin before the log start.
                     if record.offset >= offset {
+                        replayed += 1;
                         self.apply(record);
                     }
                 }
@@ -180,13 +196,14 @@ impl OffsetStore {
             }
         }
         self.committed.retain(|_, offsets| !offsets.is_empty());
-        Ok(())
+        Ok(replayed)
     }
 
     /// One replayed commit (or deletion) into `committed`.
     fn apply(&mut self, record: Record) {
         let Some(key) = record.key.as_ref().and_then(decode::<OffsetKey>) else {
             tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset record");
+            self.skipped_records = true;
             return;
         };
         let tp = (key.topic, key.partition);
@@ -200,6 +217,7 @@ impl OffsetStore {
             // Not a deletion: an unreadable value is skipped, leaving the
             // previous commit in place.
             tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset value");
+            self.skipped_records = true;
             return;
         };
         let committed = CommittedOffset {
@@ -244,14 +262,20 @@ impl OffsetStore {
         if offsets.is_empty() {
             self.committed.remove(group);
         }
-        self.rewrite_if_due()
+        // The commit is in the log and in memory whatever happens next: a
+        // failed rewrite only leaves the log longer.
+        if let Err(e) = self.rewrite_if_due() {
+            tracing::warn!(error = %e, "rewriting the committed-offsets log failed");
+            self.rewritten_bytes = self.log.size_bytes();
+        }
+        Ok(())
     }
 
     /// Rewrites the log (see the module documentation) once it has grown
     /// past both the minimum and twice what the last rewrite left.
     fn rewrite_if_due(&mut self) -> std::io::Result<()> {
         let grown = self.log.size_bytes().saturating_sub(self.rewritten_bytes);
-        if grown <= self.rewrite_after_bytes_min.max(2 * self.rewritten_bytes) {
+        if self.skipped_records || grown <= self.rewrite_after_bytes_min.max(2 * self.rewritten_bytes) {
             return Ok(());
         }
         let before = self.log.size_bytes();
@@ -397,6 +421,23 @@ mod tests {
         churn(&mut in_memory, 5_000);
         assert!(in_memory.log.size_bytes() < 64 * 1024);
         assert_last_commits(&in_memory, 5_000);
+    }
+
+    #[test]
+    fn a_log_with_records_it_cannot_read_is_never_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        // A value in a layout this version does not know.
+        let mut newer = offset_record("g", &("t".into(), 9), at(1).as_ref());
+        newer.value = Some(Bytes::from_static(&[0, 1, 0xde, 0xad]));
+        append_records(&mut store.log, vec![newer], 7).unwrap();
+        drop(store);
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        assert!(store.skipped_records);
+        store.rewrite_after_bytes_min = 4 * 1024;
+        churn(&mut store, 500);
+        assert_eq!(store.log.log_start_offset(), 0, "nothing was rewritten away");
+        assert_last_commits(&store, 500);
     }
 
     #[test]
