@@ -344,15 +344,7 @@ fn consume(addr: &str, topic: &str, count: u64) {
 /// (SIGKILL, which is how `Broker` stops on drop).
 fn restarts_with_data() -> (Duration, Duration) {
     let data = tempfile::tempdir().unwrap();
-    let start = || {
-        let port = free_port();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"));
-        command
-            .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data.path())
-            .args(["--log-level", "warn"]);
-        spawn("minikafka", &mut command, port)
-    };
+    let start = || spawn_minikafka(data.path());
     let mut broker = start();
     let topic = "restart".to_string();
     create_topics(&broker.addr, std::slice::from_ref(&topic));
@@ -366,6 +358,17 @@ fn restarts_with_data() -> (Duration, Duration) {
     let after_clean_shutdown = start().startup; // dropped: killed
     let after_crash = start().startup;
     (after_clean_shutdown, after_crash)
+}
+
+/// The release broker on a free port, its log in `data_dir`.
+fn spawn_minikafka(data_dir: &std::path::Path) -> Broker {
+    let port = free_port();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"));
+    command
+        .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .args(["--log-level", "warn"]);
+    spawn("minikafka", &mut command, port)
 }
 
 fn perf_produce(addr: &str, topic: &str, count: u64, size: usize) {
@@ -563,15 +566,10 @@ fn main() {
     let data = tempfile::tempdir().unwrap();
     let mut brokers = Vec::new();
     for which in ["minikafka", "tansu"] {
-        let port = free_port();
         let broker = if which == "minikafka" {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"));
-            command
-                .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-                .arg(data.path())
-                .args(["--log-level", "warn"]);
-            spawn("minikafka", &mut command, port)
+            spawn_minikafka(data.path())
         } else {
+            let port = free_port();
             let url = format!("tcp://127.0.0.1:{port}");
             let mut command = std::process::Command::new(&tansu);
             command.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url]);

@@ -503,29 +503,28 @@ impl Broker {
     /// or the broker's defaults) every `retention_check_interval`, until
     /// shutdown.
     pub async fn run_retention(&self) {
-        let mut shutdown = self.shutdown_signal();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.retention_check_interval) => {}
-                _ = Broker::stopped(&mut shutdown) => return,
-            }
-            let now = wall_clock_ms();
-            for topic in self.topics() {
-                let retention_ms = self
-                    .topic_number(&topic, "retention.ms")
-                    .unwrap_or(self.config.retention_ms);
-                let retention_bytes = self
-                    .topic_number(&topic, "retention.bytes")
-                    .unwrap_or(self.config.retention_bytes);
-                for partition in &topic.partitions {
-                    match partition.log().apply_retention(now, retention_ms, retention_bytes) {
-                        Ok(0) => {}
-                        Ok(deleted) => {
-                            tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
-                        }
-                        Err(e) => {
-                            tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed")
-                        }
+        self.every(self.config.retention_check_interval, || {
+            self.apply_retention(wall_clock_ms())
+        })
+        .await;
+    }
+
+    fn apply_retention(&self, now: i64) {
+        for topic in self.topics() {
+            let retention_ms = self
+                .topic_number(&topic, "retention.ms")
+                .unwrap_or(self.config.retention_ms);
+            let retention_bytes = self
+                .topic_number(&topic, "retention.bytes")
+                .unwrap_or(self.config.retention_bytes);
+            for partition in &topic.partitions {
+                match partition.log().apply_retention(now, retention_ms, retention_bytes) {
+                    Ok(0) => {}
+                    Ok(deleted) => {
+                        tracing::info!(topic = %topic.name, partition = partition.index, deleted, "retention deleted segments")
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "retention failed")
                     }
                 }
             }
@@ -539,13 +538,21 @@ impl Broker {
     /// this broker has not seen since it started counts from the start, and
     /// a later commit (a consumer outside any group, say) counts too.
     pub async fn run_offset_expiry(&self) {
+        self.every(self.config.offsets_retention_check_interval, || {
+            self.expire_offsets(wall_clock_ms())
+        })
+        .await;
+    }
+
+    /// Calls `tick` every `interval` until shutdown.
+    async fn every(&self, interval: std::time::Duration, mut tick: impl FnMut()) {
         let mut shutdown = self.shutdown_signal();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.config.offsets_retention_check_interval) => {}
+                _ = tokio::time::sleep(interval) => {}
                 _ = Broker::stopped(&mut shutdown) => return,
             }
-            self.expire_offsets(wall_clock_ms());
+            tick();
         }
     }
 
@@ -603,21 +610,20 @@ impl Broker {
     /// Forgets idle idempotent producers in every partition, every
     /// `producer.id.expiration.check.interval.ms`, until shutdown.
     pub async fn run_producer_expiry(&self) {
-        let mut shutdown = self.shutdown_signal();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.producer_id_expiration_check_interval) => {}
-                _ = Broker::stopped(&mut shutdown) => return,
-            }
-            let now = wall_clock_ms();
-            for topic in self.topics() {
-                for partition in &topic.partitions {
-                    let expired = partition
-                        .log()
-                        .expire_producers(now, self.config.producer_id_expiration_ms);
-                    if expired > 0 {
-                        tracing::debug!(topic = %topic.name, partition = partition.index, expired, "forgot idle producers");
-                    }
+        self.every(self.config.producer_id_expiration_check_interval, || {
+            self.expire_producers(wall_clock_ms())
+        })
+        .await;
+    }
+
+    fn expire_producers(&self, now: i64) {
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                let expired = partition
+                    .log()
+                    .expire_producers(now, self.config.producer_id_expiration_ms);
+                if expired > 0 {
+                    tracing::debug!(topic = %topic.name, partition = partition.index, expired, "forgot idle producers");
                 }
             }
         }
@@ -627,21 +633,19 @@ impl Broker {
     /// `log.flush.interval.ms`), until shutdown. Returns at once if unset.
     pub async fn run_flusher(&self) {
         let Some(interval) = self.config.flush_ms else { return };
-        let mut shutdown = self.shutdown_signal();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(interval)) => {}
-                _ = Broker::stopped(&mut shutdown) => return,
-            }
-            for topic in self.topics() {
-                for partition in &topic.partitions {
-                    let mut log = partition.log();
-                    if log.unflushed_messages() == 0 {
-                        continue;
-                    }
-                    if let Err(e) = log.sync() {
-                        tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "fsync failed");
-                    }
+        self.every(std::time::Duration::from_millis(interval), || self.flush_unflushed())
+            .await;
+    }
+
+    fn flush_unflushed(&self) {
+        for topic in self.topics() {
+            for partition in &topic.partitions {
+                let mut log = partition.log();
+                if log.unflushed_messages() == 0 {
+                    continue;
+                }
+                if let Err(e) = log.sync() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "fsync failed");
                 }
             }
         }

@@ -186,37 +186,26 @@ fn split_host_port(listener: &str) -> Option<(String, u16)> {
 }
 
 async fn serve(listeners: Vec<TcpListener>, broker: Arc<Broker>) {
-    let timers = {
-        let broker = broker.clone();
-        tokio::spawn(async move { broker.run_group_timers().await })
-    };
-    let retention = {
-        let broker = broker.clone();
-        tokio::spawn(async move { broker.run_retention().await })
-    };
-    let flusher = {
-        let broker = broker.clone();
-        tokio::spawn(async move { broker.run_flusher().await })
-    };
-    let producer_expiry = {
-        let broker = broker.clone();
-        tokio::spawn(async move { broker.run_producer_expiry().await })
-    };
-    let offset_expiry = {
-        let broker = broker.clone();
-        tokio::spawn(async move { broker.run_offset_expiry().await })
-    };
+    // The broker's own tasks; each returns at shutdown.
+    type Task = fn(Arc<Broker>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    let tasks: [Task; 5] = [
+        |b| Box::pin(async move { b.run_group_timers().await }),
+        |b| Box::pin(async move { b.run_retention().await }),
+        |b| Box::pin(async move { b.run_flusher().await }),
+        |b| Box::pin(async move { b.run_producer_expiry().await }),
+        |b| Box::pin(async move { b.run_offset_expiry().await }),
+    ];
+    let mut background = JoinSet::new();
+    for task in tasks {
+        background.spawn(task(broker.clone()));
+    }
     let limits = limits::Limits::new(broker.config());
     let mut accept_loops = JoinSet::new();
     for listener in listeners {
         accept_loops.spawn(accept_loop(listener, broker.clone(), limits.clone()));
     }
     while accept_loops.join_next().await.is_some() {}
-    let _ = timers.await;
-    let _ = retention.await;
-    let _ = flusher.await;
-    let _ = producer_expiry.await;
-    let _ = offset_expiry.await;
+    while background.join_next().await.is_some() {}
     broker.sync_all();
     tracing::info!("broker stopped; logs synced");
 }
