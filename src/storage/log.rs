@@ -1169,9 +1169,7 @@ mod tests {
         drop(log);
 
         // Scribbled bytes inside the last batch: its CRC fails, it goes.
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(b"garbage", size - 5).unwrap();
-        drop(file);
+        overwrite(&path, size - 5, b"garbage");
         let log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!(log.next_offset(), 2);
         assert_eq!(log.batches().unwrap().len(), 1);
@@ -1257,6 +1255,12 @@ mod tests {
         batch
     }
 
+    /// Writes `bytes` over a stored file at `position`, as damage would.
+    fn overwrite(path: &Path, position: u64, bytes: &[u8]) {
+        let file = OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(bytes, position).unwrap();
+    }
+
     fn log_with_segments(dir: &Path, segments: usize) -> PartitionLog {
         let mut log = PartitionLog::open(dir).unwrap();
         log.set_segment_bytes(sample_batch(2).len() as u64 * 2);
@@ -1325,9 +1329,7 @@ mod tests {
         // still matches, but its last batch's bytes change.
         let path = dir.path().join(segment_file_name(4));
         let len = std::fs::metadata(&path).unwrap().len();
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(&[0xee; 4], len - 4).unwrap();
-        drop(file);
+        overwrite(&path, len - 4, &[0xee; 4]);
         let log = PartitionLog::open(dir.path()).unwrap();
         let batch = sample_batch(2).len() as u64;
         assert_eq!(
@@ -1485,9 +1487,7 @@ mod tests {
         // but its second batch claims a negative length.
         let path = dir.path().join(segment_file_name(0));
         let second = sample_batch(2).len() as u64;
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(&(-7i32).to_be_bytes(), second + 8).unwrap();
-        drop(file);
+        overwrite(&path, second + 8, &(-7i32).to_be_bytes());
         let log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!(log.recovery().segments_scanned, 0, "both segments were trusted");
         assert!(log.batches().is_err());
