@@ -8,7 +8,9 @@
 //! - consume each topic back from the beginning with rdkafka;
 //! - produce latency at 5,000 msg/s, acks=all, p50/p99/p99.9;
 //! - minikafka's start-up holding 1 GB, after a clean shutdown and after a
-//!   crash (Tansu keeps nothing across a restart, so it has no counterpart);
+//!   crash (Tansu keeps nothing across a restart, so it has no counterpart),
+//!   and its RSS after a clean start holding 2 GB of 4 KiB batches (one
+//!   index entry each) beside its RSS holding nothing;
 //! - per phase, the broker's CPU seconds (user+sys, /proc) and peak RSS
 //!   (sampled every 5 ms);
 //! - the ceiling: the same bytes (at least 1 GB) over one loopback
@@ -358,6 +360,41 @@ fn restarts_with_data() -> (Duration, Duration) {
     let after_clean_shutdown = start().startup; // dropped: killed
     let after_crash = start().startup;
     (after_clean_shutdown, after_crash)
+}
+
+/// minikafka's RSS (bytes) after a start holding nothing, then after a
+/// clean start holding 2 GB of 4 KiB batches in 256 MiB segments, written
+/// through the storage layer (a producer sending batches that small would
+/// take a minute).
+fn rss_holding_small_batches() -> (u64, u64) {
+    let empty = tempfile::tempdir().unwrap();
+    let rss_empty = rss_of(spawn_minikafka(empty.path()).pid());
+    let data = tempfile::tempdir().unwrap();
+    {
+        let (catalog, _) = minikafka::storage::Catalog::open(data.path(), 0).unwrap();
+        let mut logs = catalog.create_topic("small", uuid::Uuid::from_u128(1), 1).unwrap();
+        let log = &mut logs[0];
+        log.set_segment_bytes(256 << 20);
+        // 37 records of 100 B: a batch of about 4 KiB.
+        let mut builder = minikafka::protocol::records::RecordBatchBuilder::new(1_700_000_000_000);
+        for _ in 0..37 {
+            builder.push(minikafka::protocol::records::Record {
+                value: Some(vec![b'x'; 100].into()),
+                ..Default::default()
+            });
+        }
+        let batch = builder
+            .build(minikafka::protocol::record_batch::Compression::None)
+            .unwrap();
+        let header = minikafka::protocol::record_batch::BatchHeader::parse(&batch).unwrap();
+        for _ in 0..(2u64 << 30) / batch.len() as u64 {
+            log.append(&batch, &header, 0).unwrap();
+        }
+        log.close().unwrap();
+    }
+    settle_writeback();
+    let holding = spawn_minikafka(data.path());
+    (rss_empty, rss_of(holding.pid()))
 }
 
 /// The release broker on a free port, its log in `data_dir`.
@@ -755,6 +792,12 @@ fn main() {
             "minikafka start-up holding 1 GB in 6 partitions: {:.1} ms after a clean shutdown, {:.1} ms after a crash",
             clean.as_secs_f64() * 1000.0,
             crashed.as_secs_f64() * 1000.0
+        );
+        let (empty, holding) = rss_holding_small_batches();
+        println!(
+            "minikafka RSS after a start: {:.1} MB holding nothing, {:.1} MB holding 2 GB of 4 KiB batches",
+            empty as f64 / 1e6,
+            holding as f64 / 1e6
         );
     }
 }

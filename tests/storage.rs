@@ -18,9 +18,7 @@ use minikafka::protocol::messages::produce::{PartitionProduceData, ProduceReques
 use minikafka::protocol::messages::{Request, Response};
 use minikafka::protocol::record_batch::Compression;
 use minikafka::protocol::records::{Record, RecordBatchBuilder};
-use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 
 fn batch(i: usize) -> Bytes {
     // Timestamps of now: retention.ms (7 days) must not be what deletes them.
@@ -104,17 +102,7 @@ async fn retention_bytes_drops_old_segments_and_consumers_start_at_the_new_start
         .size_bytes();
     assert!(kept >= one_batch * 8, "at least retention.bytes is kept: {kept}");
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("group.id", "unused-with-assign")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    assignment
-        .add_partition_offset("retained", 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = consumer_from_beginning(&broker.bootstrap(), "retained", 1);
     let first = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + DEADLINE;
         while std::time::Instant::now() < deadline {
@@ -278,5 +266,85 @@ async fn retention_ms_drops_segments_older_than_the_limit() {
     .await;
     assert_eq!((start, end), (6, 6), "every record aged out");
     assert_eq!(segments, 1, "a new, empty active segment");
+    broker.shutdown().await;
+}
+
+/// `value-{i}-{j}-…` as `batch(i)` writes it: record `j` of batch `i`.
+fn expected_value(offset: i64) -> String {
+    format!("value-{}-{}-{}", offset / 10, offset % 10, "x".repeat(50))
+}
+
+/// A closed segment keeps one index entry in 128 in memory and reads the
+/// rest from its index file. Segments of 1,000 batches have about 170
+/// entries, so reads need the file's blocks: librdkafka from the
+/// beginning, then, after a restart that loads the index files, kafka-python
+/// from an offset in the middle of a closed segment, each get every record
+/// in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_read_closed_segments_through_their_index_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker_config = || minikafka::BrokerConfig {
+        segment_bytes: batch(0).len() as u64 * 1000,
+        ..config(dir.path(), 1)
+    };
+    let broker = start(broker_config()).await;
+    broker.broker().get_or_create_topic("indexed", 1).unwrap();
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    produce_batches(&mut client, "indexed", 2500).await;
+    let (_, end, segments) = log_state(&broker, "indexed");
+    assert_eq!((end, segments), (25_000, 3));
+
+    let consumer = consumer_from_beginning(&broker.bootstrap(), "indexed", 1);
+    let read = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let mut read = Vec::new();
+        while read.len() < 25_000 && std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                read.push((
+                    m.offset(),
+                    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                ));
+            }
+        }
+        read
+    })
+    .await
+    .unwrap();
+    assert_eq!(read.len(), 25_000, "librdkafka read every record");
+    for (at, (offset, value)) in read.iter().enumerate() {
+        assert_eq!(
+            (*offset, value.as_str()),
+            (at as i64, expected_value(at as i64).as_str())
+        );
+    }
+    broker.shutdown().await;
+
+    let broker = start(broker_config()).await;
+    let from = 12_345;
+    let output = tokio::process::Command::new(python())
+        .arg(python_script("kp_consume.py"))
+        .args(["--bootstrap", &broker.bootstrap(), "--topic", "indexed"])
+        .args(["--seek", &from.to_string(), "--expect", &(end - from).to_string()])
+        .output();
+    let output = tokio::time::timeout(DEADLINE * 2, output)
+        .await
+        .expect("finishes")
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len() as i64,
+        end - from,
+        "kafka-python read every record from {from}"
+    );
+    for (at, line) in lines.iter().enumerate() {
+        let offset = from + at as i64;
+        assert_eq!(line["offset"], offset);
+        assert_eq!(line["value"], expected_value(offset).as_str());
+    }
     broker.shutdown().await;
 }

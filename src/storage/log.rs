@@ -215,6 +215,9 @@ impl PartitionLog {
                 } else {
                     clean && segment.tail_is_sound().map_err(io_err(&path))?
                 };
+            if trusted && i < last {
+                segment.keep_index_on_disk(dir);
+            }
             if !trusted {
                 let segment_file = segment.backing;
                 segment = Segment::new(base, segment_file);
@@ -243,8 +246,9 @@ impl PartitionLog {
                             Backing::File { file, .. } => file.sync_all().map_err(io_err(&path)),
                             Backing::Memory(_) => Ok(()),
                         };
-                        if let Err(e) = synced.and_then(|()| segment.write_index(dir)) {
-                            tracing::warn!(error = %e, "could not write a rebuilt segment index");
+                        match synced.and_then(|()| segment.write_index(dir)) {
+                            Ok(()) => segment.keep_index_on_disk(dir),
+                            Err(e) => tracing::warn!(error = %e, "could not write a rebuilt segment index"),
                         }
                     }
                 } else {
@@ -373,8 +377,8 @@ impl PartitionLog {
     }
 
     /// Sparse index entries held in memory, across segments.
-    pub fn index_entries(&self) -> usize {
-        self.segments.iter().map(Segment::index_entries).sum()
+    pub fn index_entries_held(&self) -> usize {
+        self.segments.iter().map(Segment::index_entries_held).sum()
     }
 
     fn active(&mut self) -> &mut Segment {
@@ -402,10 +406,11 @@ impl PartitionLog {
                 // Written after the fsync above, so an index on disk never
                 // describes data that is not. Both only spare work at the
                 // next start: a failure is logged, not fatal.
-                if let Some(closed) = self.segments.last()
-                    && let Err(e) = closed.write_index(dir)
-                {
-                    tracing::warn!(error = %e, "could not write a closed segment's index");
+                if let Some(closed) = self.segments.last_mut() {
+                    match closed.write_index(dir) {
+                        Ok(()) => closed.keep_index_on_disk(dir),
+                        Err(e) => tracing::warn!(error = %e, "could not write a closed segment's index"),
+                    }
                 }
                 if let Err(e) = self.write_snapshot() {
                     tracing::warn!(error = %e, "could not write a producer state snapshot");
@@ -1424,7 +1429,11 @@ mod tests {
             append(&mut log, 1);
         }
         assert!(log.segment_count() > 3);
-        assert!(log.index_entries() < 3000 / 10, "sparse: {}", log.index_entries());
+        assert!(
+            log.index_entries_held() < 3000 / 10,
+            "sparse: {}",
+            log.index_entries_held()
+        );
         for offset in [0, 1, 1499, 2998, 2999] {
             let read = log.read_from(offset, 1, true).unwrap();
             assert_eq!(BatchHeader::parse(&read).unwrap().base_offset, offset);
@@ -1432,6 +1441,89 @@ mod tests {
         let found = log.batch_at_timestamp(1_700_000_000_000, 2500).unwrap().unwrap();
         assert_eq!(BatchHeader::parse(&found).unwrap().base_offset, 2500);
         assert!(log.batch_at_timestamp(1_700_000_000_001, 0).unwrap().is_none());
+    }
+
+    /// A batch of `records` records whose timestamps are all `timestamp`.
+    fn timed_batch(records: usize, timestamp: i64) -> Bytes {
+        let mut builder = crate::protocol::records::RecordBatchBuilder::new(timestamp);
+        for i in 0..records {
+            builder.push(crate::protocol::records::Record {
+                key: Some(Bytes::from(format!("key-{i}"))),
+                value: Some(Bytes::from(format!("value-{i}"))),
+                ..Default::default()
+            });
+        }
+        builder.build(crate::protocol::record_batch::Compression::None).unwrap()
+    }
+
+    #[test]
+    fn closed_segments_answer_from_their_index_files_as_held_entries_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut on_disk = PartitionLog::open(dir.path()).unwrap();
+        // The same appends in memory, where every segment holds its entries.
+        let mut held = PartitionLog::in_memory();
+        on_disk.set_segment_bytes(1 << 20);
+        held.set_segment_bytes(1 << 20);
+        let base_time = 1_700_000_000_000i64;
+        for i in 0..6000usize {
+            // 1 to 40 records; time rises, with ties and an occasional dip.
+            let dip = if i % 50 == 0 { 25 } else { 0 };
+            let batch = timed_batch(1 + (i * 7) % 40, base_time + (i as i64 / 3) * 10 - dip);
+            let header = BatchHeader::parse(&batch).unwrap();
+            on_disk.append(&batch, &header, 0).unwrap();
+            held.append(&batch, &header, 0).unwrap();
+        }
+        // Every batch in a closed segment.
+        on_disk.roll_unless_empty().unwrap();
+        held.roll_unless_empty().unwrap();
+        assert!(on_disk.segment_count() >= 4, "{} segments", on_disk.segment_count());
+        let end = held.next_offset();
+        let same_answers = |log: &PartitionLog, when: &str| {
+            assert_eq!(log.next_offset(), end, "{when}");
+            assert!(
+                log.index_entries_held() * 10 < held.index_entries_held(),
+                "{when}: {} entries held, of {}",
+                log.index_entries_held(),
+                held.index_entries_held()
+            );
+            for offset in (0..end).step_by(487).chain([end - 1]) {
+                for (max, min_one) in [(1, true), (5000, false), (100_000, true)] {
+                    let read = log.read_from(offset, max, min_one).unwrap();
+                    assert_eq!(
+                        read,
+                        held.read_from(offset, max, min_one).unwrap(),
+                        "{when}: {offset}, {max}"
+                    );
+                }
+                let read = log.read_from(offset, 1 << 20, true).unwrap();
+                let sliced = log.slice_from(offset, 1 << 20, true).unwrap().to_bytes().unwrap();
+                assert!(
+                    !sliced.is_empty() && read.starts_with(&sliced),
+                    "{when}: slice at {offset}"
+                );
+                assert!(!whole_batch_sizes(&sliced).is_empty());
+            }
+            for timestamp in (base_time - 30..base_time + 20_100).step_by(53) {
+                for from in [0, end / 2] {
+                    assert_eq!(
+                        log.batch_at_timestamp(timestamp, from).unwrap(),
+                        held.batch_at_timestamp(timestamp, from).unwrap(),
+                        "{when}: time {timestamp} from {from}"
+                    );
+                }
+            }
+        };
+        same_answers(&on_disk, "as written");
+        on_disk.close().unwrap();
+        drop(on_disk);
+        let reopened = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(reopened.recovery().segments_scanned, 0);
+        same_answers(&reopened, "after a clean close");
+        // Dropped without a close: the next open recovers as after a crash.
+        drop(reopened);
+        let recovered = PartitionLog::open(dir.path()).unwrap();
+        assert!(!recovered.recovery().clean);
+        same_answers(&recovered, "after a crash");
     }
 
     #[test]

@@ -13,11 +13,13 @@
 //!     partition.metadata              the topic id
 //!     00000000000000000000.log        record batches, as produced; one
 //!     00000000000000004096.log        file per segment, named by base offset
+//!     00000000000000004096.index      its sparse index (storage::index)
 //!     log-start-offset                set by retention and DeleteRecords
 //!     topic.config                    the topic's configs (partition 0 only)
 //! ```
 
 pub mod catalog;
+pub mod index;
 pub mod log;
 pub mod offsets;
 pub mod producer_ids;

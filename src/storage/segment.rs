@@ -1,22 +1,18 @@
 //! One segment of a partition's log: a file of record batches (or memory,
 //! with `--in-memory`) and its sparse index.
 //!
-//! The index has an entry for the segment's first batch and then one every
-//! [`INDEX_INTERVAL_BYTES`] of log (Kafka's `log.index.interval.bytes`),
-//! each giving a batch's base offset, its position and the largest
-//! timestamp of the batches before it. Offsets and those timestamps only
-//! grow along the index, so a lookup by offset or by time is a binary
-//! search and then a walk over at most one interval's batch headers. Only
-//! the entries are held in memory, a few per 4 KiB of log, whatever the
-//! number of batches.
+//! The index ([`super::index`]) has an entry for the segment's first batch
+//! and then one every [`INDEX_INTERVAL_BYTES`] of log (Kafka's
+//! `log.index.interval.bytes`), so a lookup by offset or by time is a
+//! binary search and then a walk over at most one interval's batch headers.
 //!
 //! A closed segment's index is written beside it (`<base offset>.index`)
 //! when the segment rolls, and the active segment's at a clean close, so
 //! that a start after a clean shutdown need not rescan them (only the
-//! active segment's last batches are checked). The file ends with a footer that
-//! names how many bytes of the segment it covers and a CRC32C of the whole;
-//! an index whose CRC fails or that covers a different length than the
-//! segment has is not used, and the segment is scanned instead.
+//! active segment's last batches are checked). An index whose CRC fails or
+//! that covers a different length than the segment has is not used, and
+//! the segment is scanned instead. From then on a closed segment's lookups
+//! read its entries from that file.
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -24,10 +20,12 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Buf, Bytes};
 
 use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, batch_crc};
 use crate::protocol::{FetchedRecords, FileSlice};
+
+use super::index::{self, IndexEntry, IndexFooter, SparseIndex};
 
 /// Kafka's `log.index.interval.bytes` default: an index entry per 4 KiB.
 pub const INDEX_INTERVAL_BYTES: u64 = 4096;
@@ -47,11 +45,6 @@ const PREAD_BYTES_MAX: usize = 16 * 1024;
 /// being read: below it, a read and a copy cost less than the extra
 /// syscalls of sending the slice on its own.
 pub const FILE_SLICE_BYTES_MIN: usize = 64 * 1024;
-const INDEX_MAGIC: &[u8; 4] = b"MKI1";
-const INDEX_ENTRY_BYTES: usize = 24;
-/// covered bytes, last offset, max timestamp, its offset, first timestamp,
-/// entry count, CRC32C.
-const INDEX_FOOTER_BYTES: usize = 8 * 5 + 4 + 4;
 
 pub fn segment_file_name(base_offset: i64) -> String {
     format!("{base_offset:020}.log")
@@ -59,16 +52,6 @@ pub fn segment_file_name(base_offset: i64) -> String {
 
 pub fn index_file_name(base_offset: i64) -> String {
     format!("{base_offset:020}.index")
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexEntry {
-    /// The base offset of the batch that starts at `position`.
-    pub offset: i64,
-    pub position: u64,
-    /// The largest timestamp among the batches before `position`
-    /// (`i64::MIN` before the first).
-    pub max_timestamp_before: i64,
 }
 
 /// Where one batch is, from its header.
@@ -118,7 +101,7 @@ pub struct Segment {
     pub backing: Backing,
     /// Bytes of whole, valid batches.
     pub size: u64,
-    index: Vec<IndexEntry>,
+    index: SparseIndex,
     /// Bytes of batches since the last index entry.
     bytes_since_entry: u64,
     /// The last offset of the last batch, `None` while empty.
@@ -142,7 +125,7 @@ impl Segment {
             base_offset,
             backing,
             size: 0,
-            index: Vec::new(),
+            index: SparseIndex::default(),
             bytes_since_entry: 0,
             last_offset: None,
             max_timestamp: i64::MIN,
@@ -161,9 +144,9 @@ impl Segment {
         self.last_offset.is_none()
     }
 
-    /// Index entries held (for tests and the memory figure).
-    pub fn index_entries(&self) -> usize {
-        self.index.len()
+    /// Index entries held in memory (for tests and the memory figure).
+    pub fn index_entries_held(&self) -> usize {
+        self.index.held()
     }
 
     /// Takes note of a batch that now ends the segment (appended, or found
@@ -279,8 +262,7 @@ impl Segment {
         if self.last_offset.is_none_or(|last| last < offset) {
             return Ok(None);
         }
-        let at = self.index.partition_point(|e| e.offset <= offset).saturating_sub(1);
-        let start = self.index.get(at).map_or(0, |e| e.position);
+        let start = self.index.position_of_last(|e| e.offset <= offset)?;
         self.find_from(start, |b| b.last_offset >= offset)
     }
 
@@ -292,11 +274,10 @@ impl Segment {
         }
         // Every batch before the last entry whose predecessors all stay
         // below `timestamp` can be skipped.
-        let at = self
+        let start = self
             .index
-            .partition_point(|e| e.max_timestamp_before < timestamp)
-            .saturating_sub(1);
-        let start = self.index.get(at).map_or(0, |e| e.position).max(position);
+            .position_of_last(|e| e.max_timestamp_before < timestamp)?
+            .max(position);
         self.find_from(start, |b| b.max_timestamp >= timestamp)
     }
 
@@ -308,8 +289,7 @@ impl Segment {
         if self.last_offset.is_none_or(|last| last < offset) {
             return Ok(Bytes::new());
         }
-        let at = self.index.partition_point(|e| e.offset <= offset).saturating_sub(1);
-        let entry = self.index.get(at).map_or(0, |e| e.position);
+        let entry = self.index.position_of_last(|e| e.offset <= offset)?;
         let span = (self.size - entry).min((2 * INDEX_INTERVAL_BYTES).saturating_add(max_bytes as u64));
         let bytes = self.read_range(entry, span as usize)?;
         let mut walked = 0usize;
@@ -367,8 +347,7 @@ impl Segment {
         } else {
             // The last index entry at or before the limit starts a batch, so
             // everything before it is whole batches.
-            let at = self.index.partition_point(|e| e.position <= limit);
-            let entry = at.checked_sub(1).map_or(0, |i| self.index[i].position);
+            let entry = self.index.position_of_last(|e| e.position <= limit)?;
             entry.max(first_end)
         };
         let len = (end - first.position) as usize;
@@ -396,70 +375,64 @@ impl Segment {
         Ok(whole_batches(self.read_range(position, len)?))
     }
 
-    /// The index file's bytes: entries, then the footer.
-    pub fn encode_index(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(INDEX_MAGIC.len() + self.index.len() * INDEX_ENTRY_BYTES + INDEX_FOOTER_BYTES);
-        out.put_slice(INDEX_MAGIC);
-        for e in &self.index {
-            out.put_i64(e.offset);
-            out.put_u64(e.position);
-            out.put_i64(e.max_timestamp_before);
-        }
-        out.put_u64(self.size);
-        out.put_i64(self.last_offset.unwrap_or(-1));
-        out.put_i64(self.max_timestamp);
-        out.put_i64(self.max_timestamp_offset);
-        out.put_i64(self.first_timestamp.unwrap_or(i64::MIN));
-        out.put_u32(self.index.len() as u32);
-        let crc = crc32c::crc32c(&out);
-        out.put_u32(crc);
-        out
+    /// The index file's bytes.
+    pub fn encode_index(&self) -> io::Result<Vec<u8>> {
+        let footer = IndexFooter {
+            covered_bytes: self.size,
+            last_offset: self.last_offset.unwrap_or(-1),
+            max_timestamp: self.max_timestamp,
+            max_timestamp_offset: self.max_timestamp_offset,
+            first_timestamp: self.first_timestamp.unwrap_or(i64::MIN),
+        };
+        Ok(index::encode(&self.index.entries()?, &footer))
     }
 
     /// Takes the index from an index file's bytes if they are whole and
     /// cover exactly `file_bytes` of segment; `false` leaves the segment as
     /// it was (empty), to be scanned.
     pub fn load_index(&mut self, bytes: &[u8], file_bytes: u64) -> bool {
-        let Some(mut index) = IndexFile::decode(bytes) else {
+        let Some((entries, footer)) = index::decode(bytes) else {
             return false;
         };
         // The last offset must leave room for the next one.
-        if index.covered_bytes != file_bytes
-            || (index.entries.is_empty() != (index.last_offset < 0))
-            || index.last_offset == i64::MAX
+        if footer.covered_bytes != file_bytes
+            || (entries.is_empty() != (footer.last_offset < 0))
+            || footer.last_offset == i64::MAX
         {
             return false;
         }
-        if index
-            .entries
+        if entries
             .first()
             .is_some_and(|e| e.offset != self.base_offset || e.position != 0)
         {
             return false;
         }
         // Entries only grow, stay inside the segment and before its end.
-        let ordered = index.entries.windows(2).all(|w| {
-            w[0].offset < w[1].offset
-                && w[0].position < w[1].position
-                && w[0].max_timestamp_before <= w[1].max_timestamp_before
-        });
-        let inside = index
-            .entries
+        let inside = entries
             .last()
-            .is_none_or(|e| e.position < index.covered_bytes && e.offset <= index.last_offset);
-        if !(ordered && inside) {
+            .is_none_or(|e| e.position < footer.covered_bytes && e.offset <= footer.last_offset);
+        if !(index::ordered(&entries) && inside) {
             return false;
         }
-        self.size = index.covered_bytes;
-        self.last_offset = (index.last_offset >= 0).then_some(index.last_offset);
-        self.max_timestamp = index.max_timestamp;
-        self.max_timestamp_offset = index.max_timestamp_offset;
-        self.first_timestamp = (index.first_timestamp != i64::MIN).then_some(index.first_timestamp);
+        self.size = footer.covered_bytes;
+        self.last_offset = (footer.last_offset >= 0).then_some(footer.last_offset);
+        self.max_timestamp = footer.max_timestamp;
+        self.max_timestamp_offset = footer.max_timestamp_offset;
+        self.first_timestamp = (footer.first_timestamp != i64::MIN).then_some(footer.first_timestamp);
         // The interval restarts at the last entry: appends after a clean
         // start may index a little more densely, which is harmless.
-        self.bytes_since_entry = index.entries.last().map_or(0, |e| self.size - e.position);
-        self.index = std::mem::take(&mut index.entries);
+        self.bytes_since_entry = entries.last().map_or(0, |e| self.size - e.position);
+        self.index = SparseIndex::Held(entries);
         true
+    }
+
+    /// A closed segment's lookups read its entries from the index file in
+    /// `dir` from now on, which must be this segment's (just written, or
+    /// just loaded). Should that file not open, the entries stay in memory.
+    pub fn keep_index_on_disk(&mut self, dir: &Path) {
+        if let Err(e) = self.index.keep_on_disk(&dir.join(index_file_name(self.base_offset))) {
+            tracing::warn!(error = %e, base_offset = self.base_offset, "keeping a closed segment's index in memory");
+        }
     }
 
     /// Whether the batches from the last index entry to the end are whole
@@ -503,7 +476,8 @@ impl Segment {
 
     /// Writes this segment's index beside it (atomically).
     pub fn write_index(&self, dir: &Path) -> Result<(), super::StorageError> {
-        super::write_atomically(&dir.join(index_file_name(self.base_offset)), &self.encode_index())
+        let bytes = self.encode_index().map_err(|e| super::StorageError::io(dir, e))?;
+        super::write_atomically(&dir.join(index_file_name(self.base_offset)), &bytes)
     }
 }
 
@@ -534,51 +508,6 @@ fn damaged(position: u64) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("the stored batch at position {position} is damaged"),
     )
-}
-
-struct IndexFile {
-    entries: Vec<IndexEntry>,
-    covered_bytes: u64,
-    last_offset: i64,
-    max_timestamp: i64,
-    max_timestamp_offset: i64,
-    first_timestamp: i64,
-}
-
-impl IndexFile {
-    fn decode(bytes: &[u8]) -> Option<IndexFile> {
-        let body_len = bytes.len().checked_sub(4)?;
-        if bytes.len() < INDEX_MAGIC.len() + INDEX_FOOTER_BYTES || &bytes[..4] != INDEX_MAGIC {
-            return None;
-        }
-        let crc = (&bytes[body_len..]).get_u32();
-        if crc32c::crc32c(&bytes[..body_len]) != crc {
-            return None;
-        }
-        let entries_len = bytes.len() - INDEX_MAGIC.len() - INDEX_FOOTER_BYTES;
-        if !entries_len.is_multiple_of(INDEX_ENTRY_BYTES) {
-            return None;
-        }
-        let mut entries_bytes = &bytes[INDEX_MAGIC.len()..INDEX_MAGIC.len() + entries_len];
-        let mut entries = Vec::with_capacity(entries_len / INDEX_ENTRY_BYTES);
-        while entries_bytes.has_remaining() {
-            entries.push(IndexEntry {
-                offset: entries_bytes.get_i64(),
-                position: entries_bytes.get_u64(),
-                max_timestamp_before: entries_bytes.get_i64(),
-            });
-        }
-        let mut footer = &bytes[INDEX_MAGIC.len() + entries_len..];
-        let index = IndexFile {
-            entries,
-            covered_bytes: footer.get_u64(),
-            last_offset: footer.get_i64(),
-            max_timestamp: footer.get_i64(),
-            max_timestamp_offset: footer.get_i64(),
-            first_timestamp: footer.get_i64(),
-        };
-        (footer.get_u32() as usize == index.entries.len()).then_some(index)
-    }
 }
 
 #[cfg(test)]
@@ -615,7 +544,7 @@ mod tests {
         assert!(!segment.tail_is_sound().unwrap());
         let mut reloaded = Segment::new(base, Backing::Memory(batch));
         assert!(
-            !reloaded.load_index(&segment.encode_index(), segment.size),
+            !reloaded.load_index(&segment.encode_index().unwrap(), segment.size),
             "an index whose last offset leaves no next one"
         );
     }
@@ -645,9 +574,9 @@ mod tests {
         let batch_bytes = sample_batch(3).len() as u64;
         let expected_entries = (2000 * batch_bytes).div_ceil(INDEX_INTERVAL_BYTES + batch_bytes - 1);
         assert!(
-            segment.index_entries() as u64 <= expected_entries + 1,
+            segment.index_entries_held() as u64 <= expected_entries + 1,
             "{} entries",
-            segment.index_entries()
+            segment.index_entries_held()
         );
         for offset in [0, 1, 2, 3, 2999, 5998, 5999] {
             let batch = segment.locate(offset).unwrap().unwrap();
@@ -676,10 +605,10 @@ mod tests {
     #[test]
     fn an_index_file_round_trips_and_refuses_damage() {
         let segment = memory_segment(500, 2);
-        let bytes = segment.encode_index();
+        let bytes = segment.encode_index().unwrap();
         let mut loaded = Segment::new(0, Backing::Memory(Vec::new()));
         assert!(loaded.load_index(&bytes, segment.size));
-        assert_eq!(loaded.index, segment.index);
+        assert_eq!(loaded.index.entries().unwrap(), segment.index.entries().unwrap());
         assert_eq!(
             (loaded.size, loaded.last_offset, loaded.max_timestamp),
             (segment.size, segment.last_offset, segment.max_timestamp)
