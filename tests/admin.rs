@@ -419,7 +419,6 @@ async fn rdkafka_sets_a_broker_message_max_bytes_that_produce_enforces() {
 async fn topic_configs_take_effect_log_append_time_and_max_message_bytes() {
     use rdkafka::Message;
     use rdkafka::admin::{AlterConfig, ResourceSpecifier};
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Timestamp;
     let dir = tempfile::tempdir().unwrap();
     let broker = start(minikafka::BrokerConfig {
@@ -499,17 +498,7 @@ async fn topic_configs_take_effect_log_append_time_and_max_message_bytes() {
     let code = refused.err().map(|(e, _)| e.rdkafka_error_code());
     assert_eq!(code, Some(Some(RDKafkaErrorCode::MessageSizeTooLarge)));
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", "unused-with-assign")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = rdkafka::TopicPartitionList::new();
-    assignment
-        .add_partition_offset("stamped", 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    let consumer = consumer_from_beginning(&bootstrap, "stamped", 1);
     let timestamp = tokio::task::spawn_blocking(move || {
         let deadline = std::time::Instant::now() + DEADLINE;
         while std::time::Instant::now() < deadline {

@@ -17,7 +17,7 @@ use common::*;
 use minikafka::producer::{Acks, Compression, ProduceError, Producer, ProducerConfig, ProducerRecord};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -140,17 +140,7 @@ async fn compressed_batches_are_read_back_by_rdkafka() {
             .collect();
         assert_eq!(codecs, BTreeSet::from([compression as i16]), "{topic}");
 
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap())
-            .set("group.id", "unused-with-assign")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut assignment = rdkafka::TopicPartitionList::new();
-        assignment
-            .add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
-            .unwrap();
-        consumer.assign(&assignment).unwrap();
+        let consumer = consumer_from_beginning(&broker.bootstrap(), &topic, 1);
         let values = tokio::task::spawn_blocking(move || {
             let mut values = Vec::new();
             let deadline = std::time::Instant::now() + DEADLINE;

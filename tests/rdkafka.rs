@@ -14,7 +14,6 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 const MESSAGES: usize = 10_000;
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
@@ -188,19 +187,7 @@ async fn rdkafka_consumer_reads_back_every_codec() {
         send_all(&producer, &topic, MESSAGES).await;
         let stored = stored_records_by_partition(&broker, &topic);
 
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker.bootstrap())
-            .set("group.id", "unused-with-assign")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..3 {
-            assignment
-                .add_partition_offset(&topic, partition, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&assignment).unwrap();
+        let consumer = consumer_from_beginning(&broker.bootstrap(), &topic, 3);
         let consumed = tokio::task::spawn_blocking(move || {
             let mut consumed: BTreeMap<i32, Vec<minikafka::protocol::records::Record>> = BTreeMap::new();
             let mut total = 0;
