@@ -473,6 +473,7 @@ pub fn main() -> ExitCode {
 }
 
 async fn run_broker(config: BrokerConfig) -> ExitCode {
+    raise_open_file_limit();
     let handle = match minikafka::start(config).await {
         Ok(handle) => handle,
         Err(e) => {
@@ -484,6 +485,26 @@ async fn run_broker(config: BrokerConfig) -> ExitCode {
     tracing::info!("shutting down");
     handle.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Raises the soft limit on open files to the hard one. The broker keeps
+/// every segment's log and index files open, as Kafka does (whose
+/// operators raise the limit by hand), and a connection costs one more; the
+/// soft limit is often 1024 while the hard one is far higher.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised the open-file limit"),
+        Err(e) => tracing::warn!(error = %e, limit = ?limit.current, "cannot raise the open-file limit"),
+    }
 }
 
 /// SIGINT or SIGTERM, whichever comes first.

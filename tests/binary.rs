@@ -97,6 +97,29 @@ async fn the_binary_serves_shuts_down_gracefully_and_restarts() {
     stop(broker, "-INT").await;
 }
 
+/// The broker keeps every segment's files open: it raises its soft limit
+/// on open files to the hard one, as a 1024 soft limit is common.
+#[tokio::test]
+async fn the_broker_raises_its_open_file_limit_to_the_hard_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new("prlimit");
+    command
+        .args(["--nofile=256:", "--", env!("CARGO_BIN_EXE_minikafka")])
+        .env("RUST_LOG", "minikafka=info");
+    let broker = spawn_broker_as(command, dir.path(), &[]).await;
+    let pid = broker.child.id().unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let open_files: Vec<&str> = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_ne!(open_files[0], "256", "{open_files:?}");
+    assert_eq!(open_files[0], open_files[1], "soft as high as hard: {open_files:?}");
+    stop(broker, "-TERM").await;
+}
+
 #[tokio::test]
 async fn help_documents_every_flag() {
     let output = Command::new(env!("CARGO_BIN_EXE_minikafka"))

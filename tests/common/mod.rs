@@ -174,8 +174,16 @@ pub async fn spawn_broker_with(data_dir: &Path, extra: &[&str]) -> RunningBinary
 
 /// As [`spawn_broker_with`], with extra environment variables.
 pub async fn spawn_broker_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> RunningBinary {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minikafka"));
+    command.env("RUST_LOG", "minikafka=info").envs(env.iter().copied());
+    spawn_broker_as(command, data_dir, extra).await
+}
+
+/// As [`spawn_broker_with`], run by `command`: the binary itself, or a
+/// program that runs what follows its own arguments (prlimit, say).
+pub async fn spawn_broker_as(mut command: tokio::process::Command, data_dir: &Path, extra: &[&str]) -> RunningBinary {
     use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minikafka"))
+    let mut child = command
         .args([
             "broker",
             "--listen",
@@ -186,8 +194,6 @@ pub async fn spawn_broker_with_env(data_dir: &Path, extra: &[&str], env: &[(&str
         ])
         .arg(data_dir)
         .args(extra)
-        .env("RUST_LOG", "minikafka=info")
-        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
