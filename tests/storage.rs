@@ -320,6 +320,17 @@ async fn clients_read_closed_segments_through_their_index_files() {
     broker.shutdown().await;
 
     let broker = start(broker_config()).await;
+    // Fewer than a third of the entries (one per 4 KiB or more): the active
+    // segment's and the closed segments' summaries.
+    let (held, bytes) = {
+        let topic = broker.broker().topic("indexed").unwrap();
+        let log = topic.partition(0).unwrap().log();
+        (log.index_entries_held(), log.size_bytes())
+    };
+    assert!(
+        held * 3 < bytes as usize / 4096,
+        "{held} entries held for {bytes} bytes"
+    );
     let from = 12_345;
     let output = tokio::process::Command::new(python())
         .arg(python_script("kp_consume.py"))

@@ -3,41 +3,56 @@
 //! An entry names a batch: its base offset, its position, and the largest
 //! timestamp of the batches before it. All three only grow along the index,
 //! so every lookup is "the last entry for which this holds", a binary
-//! search.
+//! search, followed by a walk of batch headers from that entry's batch.
 //!
 //! The active segment holds its entries in memory, as it appends them. A
-//! closed segment's entries are in its index file, and memory keeps only
-//! every [`SUMMARY_STRIDE`]th one: a lookup searches that summary, then
-//! reads the one block of entries between two of its entries (at most 3 KiB,
-//! from the page cache once read). What the broker holds for a log is then
-//! 1/128 of its index, 24 bytes per 512 KiB or more of closed segment,
-//! rather than growing by 24 bytes per 4 KiB of data stored; Kafka maps its
-//! index files for the same reason.
+//! closed segment holds only its summary: the first entry of every block of
+//! [`SUMMARY_STRIDE`] entries, with the block's CRC32C. A lookup searches
+//! the summary, then reads that one block (at most 3 KiB, from the page
+//! cache once read) from the index file and checks its CRC. What the broker
+//! holds for a log is then 28 bytes per 128 entries of a closed segment
+//! (per 512 KiB of log or more) rather than 24 bytes per 4 KiB, and a start
+//! reads only each closed index's summary, not the whole file: Kafka maps
+//! its index files and loads them lazily for the same two reasons.
 //!
-//! The file: a magic `MKI1`, the entries (24 bytes each), then a footer with
+//! A block that fails its check (the file was changed under the broker, or
+//! could not be read) is not needed for a right answer, only a fast one:
+//! the lookup answers with the block's first entry, an earlier batch, and
+//! the walk from there finds the same batch.
+//!
+//! The file (`MKI2`): the magic, the entries (24 bytes each), the summary
+//! (per block its first entry and the CRC32C of its entries), then a footer:
 //! what the segment's own fields need at a start without a scan (the
-//! segment bytes covered, last offset, largest timestamp and its offset,
-//! the first batch's timestamp), the entry count and a CRC32C of everything
-//! before it.
+//! segment bytes covered, last offset, largest timestamp and its offset, the
+//! first batch's timestamp), the last entry, the entry count, and a CRC32C
+//! of the summary and footer. `MKI1` files, written before there was a
+//! summary (entries, then the footer without the last entry, and a CRC32C of
+//! the whole file), are still read, whole.
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Buf, BufMut};
 
-const INDEX_MAGIC: &[u8; 4] = b"MKI1";
-const INDEX_ENTRY_BYTES: usize = 24;
+const MAGIC: &[u8; 4] = b"MKI2";
+const MAGIC_V1: &[u8; 4] = b"MKI1";
+const ENTRY_BYTES: usize = 24;
+/// A block's first entry and the CRC32C of its entries.
+const SUMMARY_ENTRY_BYTES: usize = ENTRY_BYTES + 4;
 /// covered bytes, last offset, max timestamp, its offset, first timestamp,
-/// entry count, CRC32C.
-const INDEX_FOOTER_BYTES: usize = 8 * 5 + 4 + 4;
-/// A closed segment keeps every this many entries in memory; a lookup reads
-/// at most this many from the file.
+/// the last entry, entry count, CRC32C.
+const FOOTER_BYTES: usize = 8 * 5 + ENTRY_BYTES + 4 + 4;
+/// As above, without the last entry.
+const FOOTER_BYTES_V1: usize = 8 * 5 + 4 + 4;
+/// A closed segment keeps the first of every this many entries in memory;
+/// a lookup reads at most this many from the file.
 pub const SUMMARY_STRIDE: usize = 128;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct IndexEntry {
     /// The base offset of the batch that starts at `position`.
     pub offset: i64,
@@ -82,54 +97,24 @@ pub struct IndexFooter {
     pub first_timestamp: i64,
 }
 
-/// An index file's bytes.
-pub fn encode(entries: &[IndexEntry], footer: &IndexFooter) -> Vec<u8> {
-    let mut out = Vec::with_capacity(INDEX_MAGIC.len() + entries.len() * INDEX_ENTRY_BYTES + INDEX_FOOTER_BYTES);
-    out.put_slice(INDEX_MAGIC);
-    for entry in entries {
-        entry.put(&mut out);
+impl IndexFooter {
+    fn put(&self, out: &mut impl BufMut) {
+        out.put_u64(self.covered_bytes);
+        out.put_i64(self.last_offset);
+        out.put_i64(self.max_timestamp);
+        out.put_i64(self.max_timestamp_offset);
+        out.put_i64(self.first_timestamp);
     }
-    out.put_u64(footer.covered_bytes);
-    out.put_i64(footer.last_offset);
-    out.put_i64(footer.max_timestamp);
-    out.put_i64(footer.max_timestamp_offset);
-    out.put_i64(footer.first_timestamp);
-    out.put_u32(entries.len() as u32);
-    let crc = crc32c::crc32c(&out);
-    out.put_u32(crc);
-    out
-}
 
-/// An index file's entries and footer, if its bytes are whole: the magic,
-/// the CRC and the entry count hold. Whether it fits its segment is the
-/// segment's to check.
-pub fn decode(bytes: &[u8]) -> Option<(Vec<IndexEntry>, IndexFooter)> {
-    let body_len = bytes.len().checked_sub(4)?;
-    if bytes.len() < INDEX_MAGIC.len() + INDEX_FOOTER_BYTES || &bytes[..4] != INDEX_MAGIC {
-        return None;
+    fn get(bytes: &mut impl Buf) -> Self {
+        IndexFooter {
+            covered_bytes: bytes.get_u64(),
+            last_offset: bytes.get_i64(),
+            max_timestamp: bytes.get_i64(),
+            max_timestamp_offset: bytes.get_i64(),
+            first_timestamp: bytes.get_i64(),
+        }
     }
-    let crc = (&bytes[body_len..]).get_u32();
-    if crc32c::crc32c(&bytes[..body_len]) != crc {
-        return None;
-    }
-    let entries_len = bytes.len() - INDEX_MAGIC.len() - INDEX_FOOTER_BYTES;
-    if !entries_len.is_multiple_of(INDEX_ENTRY_BYTES) {
-        return None;
-    }
-    let mut entries_bytes = &bytes[INDEX_MAGIC.len()..INDEX_MAGIC.len() + entries_len];
-    let mut entries = Vec::with_capacity(entries_len / INDEX_ENTRY_BYTES);
-    while entries_bytes.has_remaining() {
-        entries.push(IndexEntry::get(&mut entries_bytes));
-    }
-    let mut footer_bytes = &bytes[INDEX_MAGIC.len() + entries_len..];
-    let footer = IndexFooter {
-        covered_bytes: footer_bytes.get_u64(),
-        last_offset: footer_bytes.get_i64(),
-        max_timestamp: footer_bytes.get_i64(),
-        max_timestamp_offset: footer_bytes.get_i64(),
-        first_timestamp: footer_bytes.get_i64(),
-    };
-    (footer_bytes.get_u32() as usize == entries.len()).then_some((entries, footer))
 }
 
 /// Whether entries only grow.
@@ -137,11 +122,160 @@ pub fn ordered(entries: &[IndexEntry]) -> bool {
     entries.windows(2).all(|w| w[0].precedes(&w[1]))
 }
 
+fn blocks(entries: usize) -> usize {
+    entries.div_ceil(SUMMARY_STRIDE)
+}
+
+/// Where entry `i` starts in the file.
+fn entry_position(i: usize) -> u64 {
+    (MAGIC.len() + i * ENTRY_BYTES) as u64
+}
+
+/// An index file's bytes.
+pub fn encode(entries: &[IndexEntry], footer: &IndexFooter) -> Vec<u8> {
+    let summary_len = blocks(entries.len()) * SUMMARY_ENTRY_BYTES;
+    let mut out = Vec::with_capacity(MAGIC.len() + entries.len() * ENTRY_BYTES + summary_len + FOOTER_BYTES);
+    out.put_slice(MAGIC);
+    for entry in entries {
+        entry.put(&mut out);
+    }
+    let tail_start = out.len();
+    for (block, chunk) in entries.chunks(SUMMARY_STRIDE).enumerate() {
+        let start = entry_position(block * SUMMARY_STRIDE) as usize;
+        let crc = crc32c::crc32c(&out[start..start + chunk.len() * ENTRY_BYTES]);
+        chunk[0].put(&mut out);
+        out.put_u32(crc);
+    }
+    footer.put(&mut out);
+    entries.last().copied().unwrap_or_default().put(&mut out);
+    out.put_u32(entries.len() as u32);
+    let crc = crc32c::crc32c(&out[tail_start..]);
+    out.put_u32(crc);
+    out
+}
+
+/// An index file's entries and footer, read whole, if every check holds:
+/// magic, CRCs, counts, the summary against the entries, and entries that
+/// only grow. Whether it fits its segment is the segment's to check.
+pub fn decode(bytes: &[u8]) -> Option<(Vec<IndexEntry>, IndexFooter)> {
+    let (entries, footer) = match bytes.get(..MAGIC.len())? {
+        magic if magic == MAGIC => {
+            let count = footer_count(bytes)?;
+            let entries_end = entry_position(count) as usize;
+            let tail = Tail::decode(bytes.get(entries_end..)?)?;
+            let entries = decode_entries(&bytes[MAGIC.len()..entries_end]);
+            let blocks_hold = entries.chunks(SUMMARY_STRIDE).enumerate().all(|(block, chunk)| {
+                let start = entry_position(block * SUMMARY_STRIDE) as usize;
+                let crc = crc32c::crc32c(&bytes[start..start + chunk.len() * ENTRY_BYTES]);
+                tail.summary[block] == chunk[0] && tail.block_crcs[block] == crc
+            });
+            if !(blocks_hold && entries.last() == tail.last.as_ref()) {
+                return None;
+            }
+            (entries, tail.footer)
+        }
+        magic if magic == MAGIC_V1 => decode_v1(bytes)?,
+        _ => return None,
+    };
+    ordered(&entries).then_some((entries, footer))
+}
+
+fn decode_entries(mut bytes: &[u8]) -> Vec<IndexEntry> {
+    let mut entries = Vec::with_capacity(bytes.len() / ENTRY_BYTES);
+    while bytes.len() >= ENTRY_BYTES {
+        entries.push(IndexEntry::get(&mut bytes));
+    }
+    entries
+}
+
+/// The entry count an `MKI2` file's footer gives, if the file is long
+/// enough to hold that many.
+fn footer_count(bytes: &[u8]) -> Option<usize> {
+    let count_at = bytes.len().checked_sub(8)?;
+    let count = (&bytes[count_at..]).get_u32() as usize;
+    let expected = entry_position(count) as usize + blocks(count) * SUMMARY_ENTRY_BYTES + FOOTER_BYTES;
+    (bytes.len() == expected).then_some(count)
+}
+
+fn decode_v1(bytes: &[u8]) -> Option<(Vec<IndexEntry>, IndexFooter)> {
+    let body_len = bytes.len().checked_sub(4)?;
+    if bytes.len() < MAGIC_V1.len() + FOOTER_BYTES_V1 {
+        return None;
+    }
+    let crc = (&bytes[body_len..]).get_u32();
+    if crc32c::crc32c(&bytes[..body_len]) != crc {
+        return None;
+    }
+    let entries_len = bytes.len() - MAGIC_V1.len() - FOOTER_BYTES_V1;
+    if !entries_len.is_multiple_of(ENTRY_BYTES) {
+        return None;
+    }
+    let entries = decode_entries(&bytes[MAGIC_V1.len()..MAGIC_V1.len() + entries_len]);
+    let mut footer_bytes = &bytes[MAGIC_V1.len() + entries_len..];
+    let footer = IndexFooter::get(&mut footer_bytes);
+    (footer_bytes.get_u32() as usize == entries.len()).then_some((entries, footer))
+}
+
+/// An `MKI2` file's summary and footer.
+struct Tail {
+    footer: IndexFooter,
+    last: Option<IndexEntry>,
+    summary: Vec<IndexEntry>,
+    block_crcs: Vec<u32>,
+}
+
+impl Tail {
+    /// From the bytes after the entries, if their CRC holds and the
+    /// summary only grows, up to the last entry.
+    fn decode(bytes: &[u8]) -> Option<Tail> {
+        let body_len = bytes.len().checked_sub(4)?;
+        let footer_start = bytes.len().checked_sub(FOOTER_BYTES)?;
+        if crc32c::crc32c(&bytes[..body_len]) != (&bytes[body_len..]).get_u32() {
+            return None;
+        }
+        let mut footer_bytes = &bytes[footer_start..];
+        let footer = IndexFooter::get(&mut footer_bytes);
+        let last = IndexEntry::get(&mut footer_bytes);
+        let count = footer_bytes.get_u32() as usize;
+        if footer_start != blocks(count) * SUMMARY_ENTRY_BYTES {
+            return None;
+        }
+        let mut summary_bytes = &bytes[..footer_start];
+        let mut summary = Vec::with_capacity(blocks(count));
+        let mut block_crcs = Vec::with_capacity(blocks(count));
+        while summary_bytes.has_remaining() {
+            summary.push(IndexEntry::get(&mut summary_bytes));
+            block_crcs.push(summary_bytes.get_u32());
+        }
+        let last = (count > 0).then_some(last);
+        let reaches_last = match (summary.last(), last) {
+            (Some(first_of_last_block), Some(last)) => {
+                // The last block holds the rest: at least one entry, at most a stride.
+                let in_last_block = count - (summary.len() - 1) * SUMMARY_STRIDE;
+                if in_last_block == 1 {
+                    *first_of_last_block == last
+                } else {
+                    first_of_last_block.precedes(&last)
+                }
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        (ordered(&summary) && reaches_last).then_some(Tail {
+            footer,
+            last,
+            summary,
+            block_crcs,
+        })
+    }
+}
+
 pub enum SparseIndex {
     /// Every entry in memory: the active segment, a segment in memory, or
     /// a closed one whose index file could not be written or opened.
     Held(Vec<IndexEntry>),
-    /// A closed segment's, read from its file as lookups need it.
+    /// A closed segment's summary, the rest read from its file as lookups
+    /// need it.
     OnDisk(OnDiskIndex),
 }
 
@@ -153,7 +287,11 @@ pub struct OnDiskIndex {
     len: usize,
     /// Entries 0, [`SUMMARY_STRIDE`], 2 × [`SUMMARY_STRIDE`], …
     summary: Vec<IndexEntry>,
+    /// The CRC32C of each block's entries, as the file has them.
+    block_crcs: Vec<u32>,
     last: IndexEntry,
+    /// A block failed its check: logged once.
+    warned: AtomicBool,
 }
 
 impl Default for SparseIndex {
@@ -163,6 +301,68 @@ impl Default for SparseIndex {
 }
 
 impl SparseIndex {
+    /// A closed segment's index from its file at `path`: only the summary
+    /// and footer are read (an `MKI1` file is read whole). `None` if the
+    /// file is missing or fails a check.
+    pub fn open(path: &Path) -> Option<(SparseIndex, IndexFooter)> {
+        let file = File::open(path).ok()?;
+        let file_len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        let mut magic = [0u8; 4];
+        file.read_exact_at(&mut magic, 0).ok()?;
+        if &magic == MAGIC_V1 {
+            let mut bytes = vec![0u8; file_len];
+            file.read_exact_at(&mut bytes, 0).ok()?;
+            let (entries, footer) = decode(&bytes)?;
+            return Some((SparseIndex::on_disk_from_entries(file, entries), footer));
+        }
+        if &magic != MAGIC {
+            return None;
+        }
+        let mut count = [0u8; 4];
+        file.read_exact_at(&mut count, file_len.checked_sub(8)? as u64).ok()?;
+        let count = u32::from_be_bytes(count) as usize;
+        let tail_start = entry_position(count);
+        let mut tail = vec![0u8; file_len.checked_sub(tail_start as usize)?];
+        file.read_exact_at(&mut tail, tail_start).ok()?;
+        let tail = Tail::decode(&tail)?;
+        let index = match tail.last {
+            None => SparseIndex::Held(Vec::new()),
+            Some(last) => SparseIndex::OnDisk(OnDiskIndex {
+                file,
+                len: count,
+                summary: tail.summary,
+                block_crcs: tail.block_crcs,
+                last,
+                warned: AtomicBool::new(false),
+            }),
+        };
+        Some((index, tail.footer))
+    }
+
+    /// An index served from `file`, which holds `entries` (an `MKI1` file
+    /// read whole: its blocks' CRCs are taken from the entries).
+    fn on_disk_from_entries(file: File, entries: Vec<IndexEntry>) -> SparseIndex {
+        let Some(&last) = entries.last() else {
+            return SparseIndex::Held(entries);
+        };
+        let block_crcs = entries
+            .chunks(SUMMARY_STRIDE)
+            .map(|block| {
+                let mut bytes = Vec::with_capacity(block.len() * ENTRY_BYTES);
+                block.iter().for_each(|e| e.put(&mut bytes));
+                crc32c::crc32c(&bytes)
+            })
+            .collect();
+        SparseIndex::OnDisk(OnDiskIndex {
+            file,
+            len: entries.len(),
+            summary: entries.iter().step_by(SUMMARY_STRIDE).copied().collect(),
+            block_crcs,
+            last,
+            warned: AtomicBool::new(false),
+        })
+    }
+
     pub fn len(&self) -> usize {
         match self {
             SparseIndex::Held(entries) => entries.len(),
@@ -182,6 +382,13 @@ impl SparseIndex {
         }
     }
 
+    pub fn first(&self) -> Option<IndexEntry> {
+        match self {
+            SparseIndex::Held(entries) => entries.first().copied(),
+            SparseIndex::OnDisk(index) => index.summary.first().copied(),
+        }
+    }
+
     pub fn last(&self) -> Option<IndexEntry> {
         match self {
             SparseIndex::Held(entries) => entries.last().copied(),
@@ -190,15 +397,18 @@ impl SparseIndex {
     }
 
     /// Adds an entry after the last. Only the active segment takes
-    /// entries, and its index is held.
+    /// entries, and its index is held; one on disk is read back first.
     pub fn push(&mut self, entry: IndexEntry) {
-        match self {
-            SparseIndex::Held(entries) => entries.push(entry),
-            SparseIndex::OnDisk(_) => {
-                // A missing entry only lengthens the walks of lookups past
-                // it, so a broken invariant costs time, not answers.
-                debug_assert!(false, "an entry for a closed segment's index");
+        if let SparseIndex::OnDisk(_) = self {
+            match self.entries() {
+                Ok(entries) => *self = SparseIndex::Held(entries.into_owned()),
+                // Without the entry, lookups past it walk further: slower,
+                // not wrong.
+                Err(_) => return,
             }
+        }
+        if let SparseIndex::Held(entries) = self {
+            entries.push(entry);
         }
     }
 
@@ -206,84 +416,96 @@ impl SparseIndex {
     pub fn entries(&self) -> io::Result<Cow<'_, [IndexEntry]>> {
         match self {
             SparseIndex::Held(entries) => Ok(Cow::Borrowed(entries)),
-            SparseIndex::OnDisk(index) => index.read_entries(0, index.len).map(Cow::Owned),
+            SparseIndex::OnDisk(index) => {
+                let mut entries = Vec::with_capacity(index.len);
+                for block in 0..index.summary.len() {
+                    let read = index.read_block(block).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidData, "a segment index block fails its check")
+                    })?;
+                    entries.extend(read);
+                }
+                Ok(Cow::Owned(entries))
+            }
         }
     }
 
     /// The position of the last entry for which `holds` is true, 0 when
     /// there is none. `holds` must be true for a prefix of the entries,
     /// as "offset at most", "position at most" and "timestamps before
-    /// below" are.
-    pub fn position_of_last(&self, holds: impl Fn(&IndexEntry) -> bool) -> io::Result<u64> {
+    /// below" are. On disk, a block that fails its check answers with its
+    /// first entry: an earlier batch, from which a walk finds the same one.
+    pub fn position_of_last(&self, holds: impl Fn(&IndexEntry) -> bool) -> u64 {
         let position_in = |entries: &[IndexEntry]| {
             let at = entries.partition_point(&holds);
             at.checked_sub(1).and_then(|i| entries.get(i)).map_or(0, |e| e.position)
         };
         match self {
-            SparseIndex::Held(entries) => Ok(position_in(entries)),
+            SparseIndex::Held(entries) => position_in(entries),
             SparseIndex::OnDisk(index) => {
                 let Some(block) = index.summary.partition_point(&holds).checked_sub(1) else {
-                    return Ok(0);
+                    return 0;
                 };
-                let first = block * SUMMARY_STRIDE;
-                let count = (index.len - first).min(SUMMARY_STRIDE);
-                if count == 1 {
-                    return Ok(index.summary[block].position);
+                let first = index.summary[block];
+                if index.block_len(block) == 1 {
+                    return first.position;
                 }
-                let entries = index.read_block(block, first, count)?;
-                Ok(position_in(&entries))
+                match index.read_block(block) {
+                    Some(entries) => position_in(&entries),
+                    None => {
+                        if !index.warned.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                block,
+                                "a segment index block fails its check; lookups in it walk from its first entry"
+                            );
+                        }
+                        first.position
+                    }
+                }
             }
         }
     }
 
     /// Serves lookups from the index file at `path` from now on, holding
-    /// only the summary. The file must hold exactly these entries (it was
-    /// just written, or just read and checked).
+    /// only the summary. The file must be this index's (just written);
+    /// one that is not stays unused.
     pub fn keep_on_disk(&mut self, path: &Path) -> io::Result<()> {
         let SparseIndex::Held(entries) = self else {
             return Ok(());
         };
-        let Some(&last) = entries.last() else { return Ok(()) };
-        let file = File::open(path)?;
-        let summary = entries.iter().step_by(SUMMARY_STRIDE).copied().collect();
-        *self = SparseIndex::OnDisk(OnDiskIndex {
-            file,
-            len: entries.len(),
-            summary,
-            last,
-        });
-        Ok(())
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match SparseIndex::open(path) {
+            Some((index, _)) if index.len() == entries.len() && index.last() == entries.last().copied() => {
+                *self = index;
+                Ok(())
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the index file just written does not read back",
+            )),
+        }
     }
 }
 
 impl OnDiskIndex {
-    fn read_entries(&self, first: usize, count: usize) -> io::Result<Vec<IndexEntry>> {
-        let mut bytes = vec![0u8; count * INDEX_ENTRY_BYTES];
-        let position = (INDEX_MAGIC.len() + first * INDEX_ENTRY_BYTES) as u64;
-        self.file.read_exact_at(&mut bytes, position)?;
-        let mut bytes = &bytes[..];
-        Ok((0..count).map(|_| IndexEntry::get(&mut bytes)).collect())
+    fn block_len(&self, block: usize) -> usize {
+        (self.len - block * SUMMARY_STRIDE).min(SUMMARY_STRIDE)
     }
 
-    /// The entries from summary entry `block` up to the next, checked
-    /// against the summary: the file was checked when it was read or
-    /// written, and a file changed since must fail a read, not misplace it.
-    fn read_block(&self, block: usize, first: usize, count: usize) -> io::Result<Vec<IndexEntry>> {
-        let entries = self.read_entries(first, count)?;
-        let fits_after = entries.first() == self.summary.get(block);
-        let fits_before = match (entries.last(), self.summary.get(block + 1)) {
-            (Some(last), Some(next)) => last.precedes(next),
-            (Some(last), None) => *last == self.last,
-            (None, _) => false,
-        };
-        if fits_after && fits_before && ordered(&entries) {
-            Ok(entries)
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a segment's index file no longer matches what was read of it",
-            ))
+    /// Block `block`'s entries, if they read and hold their CRC, begin
+    /// with its summary entry and only grow.
+    fn read_block(&self, block: usize) -> Option<Vec<IndexEntry>> {
+        let mut bytes = [0u8; SUMMARY_STRIDE * ENTRY_BYTES];
+        let bytes = &mut bytes[..self.block_len(block) * ENTRY_BYTES];
+        self.file
+            .read_exact_at(bytes, entry_position(block * SUMMARY_STRIDE))
+            .ok()?;
+        if crc32c::crc32c(bytes) != *self.block_crcs.get(block)? {
+            return None;
         }
+        let entries = decode_entries(bytes);
+        (entries.first() == self.summary.get(block) && ordered(&entries)).then_some(entries)
     }
 }
 
@@ -339,7 +561,7 @@ mod tests {
             assert_eq!(on_disk.entries().unwrap(), held.entries().unwrap());
             for target in -1..=(count as i64 * 10 + 1) {
                 let by_offset = |e: &IndexEntry| e.offset <= target;
-                let by_position = |e: &IndexEntry| e.position <= target.max(0) as u64 * 400;
+                let by_position = |e: &IndexEntry| e.position <= target.max(0) as u64 * 410;
                 let by_time = |e: &IndexEntry| e.max_timestamp_before < target * 10;
                 for (what, found) in [
                     (
@@ -358,43 +580,116 @@ mod tests {
                         (held.position_of_last(by_time), on_disk.position_of_last(by_time)),
                     ),
                 ] {
-                    assert_eq!(found.0.unwrap(), found.1.unwrap(), "{count} entries, {what} {target}");
+                    assert_eq!(found.0, found.1, "{count} entries, {what} {target}");
                 }
             }
         }
     }
 
     #[test]
-    fn a_file_changed_after_it_was_read_fails_lookups_instead_of_misleading_them() {
+    fn a_block_changed_after_it_was_read_answers_with_its_first_entry() {
         let dir = tempfile::tempdir().unwrap();
         let (_, on_disk) = both(3 * SUMMARY_STRIDE, dir.path());
         let path = dir.path().join("0.index");
-        // Entry 200's position, overwritten with a larger one.
+        assert_eq!(on_disk.position_of_last(|e| e.offset <= 2005), 200 * 4096);
+        // Entry 200's offset lowered to 1999: still in order, so only the
+        // block's CRC can tell.
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        let at = (INDEX_MAGIC.len() + 200 * INDEX_ENTRY_BYTES + 8) as u64;
-        file.write_all_at(&u64::MAX.to_be_bytes(), at).unwrap();
-        let lookup = on_disk.position_of_last(|e| e.offset <= 2005);
-        assert_eq!(lookup.unwrap_err().kind(), io::ErrorKind::InvalidData);
+        file.write_all_at(&1999i64.to_be_bytes(), entry_position(200)).unwrap();
         assert_eq!(
-            on_disk.position_of_last(|e| e.offset <= 5).unwrap(),
-            0,
-            "other blocks still answer"
+            on_disk.position_of_last(|e| e.offset <= 2005),
+            SUMMARY_STRIDE as u64 * 4096,
+            "the block's first entry, before the batch looked for"
         );
+        assert_eq!(
+            on_disk.position_of_last(|e| e.offset <= 1005),
+            100 * 4096,
+            "other blocks answer"
+        );
+        assert!(on_disk.entries().is_err());
         file.set_len(10).unwrap();
-        assert!(on_disk.position_of_last(|e| e.offset <= 1005).is_err(), "a cut file");
+        assert_eq!(on_disk.position_of_last(|e| e.offset <= 1005), 0, "a cut file");
     }
 
     #[test]
-    fn a_file_round_trips_and_refuses_damage() {
-        let entries = entries(500);
+    fn a_start_reads_the_summary_and_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries = entries(3 * SUMMARY_STRIDE + 7);
         let bytes = encode(&entries, &footer(&entries));
-        assert_eq!(decode(&bytes), Some((entries.clone(), footer(&entries))));
-        let mut scribbled = bytes.clone();
-        scribbled[10] ^= 1;
-        assert_eq!(decode(&scribbled), None, "CRC");
-        assert_eq!(decode(&bytes[..bytes.len() - 1]), None, "torn");
-        assert_eq!(decode(b"MKI1"), None, "short");
-        assert!(ordered(&entries));
+        let path = dir.path().join("0.index");
+        let write = |bytes: &[u8]| std::fs::write(&path, bytes).unwrap();
+        write(&bytes);
+        let (index, read_footer) = SparseIndex::open(&path).unwrap();
+        assert_eq!(
+            (index.held(), index.len(), read_footer),
+            (4, entries.len(), footer(&entries))
+        );
+        assert_eq!(
+            (index.first(), index.last()),
+            (entries.first().copied(), entries.last().copied())
+        );
+
+        // Damage among the entries is found by the lookups, not at start.
+        let mut in_entries = bytes.clone();
+        in_entries[30] ^= 1;
+        write(&in_entries);
+        assert!(SparseIndex::open(&path).is_some());
+        assert_eq!(decode(&in_entries), None, "read whole, it fails");
+
+        let last_byte = bytes.len() - 1;
+        for (what, at) in [
+            ("the summary", bytes.len() - FOOTER_BYTES - 3),
+            ("the footer", last_byte - 20),
+        ] {
+            let mut scribbled = bytes.clone();
+            scribbled[at] ^= 1;
+            write(&scribbled);
+            assert!(SparseIndex::open(&path).is_none(), "{what}");
+        }
+        write(&bytes[..bytes.len() - 1]);
+        assert!(SparseIndex::open(&path).is_none(), "torn");
+        write(b"MKI2");
+        assert!(SparseIndex::open(&path).is_none(), "short");
+        std::fs::remove_file(&path).unwrap();
+        assert!(SparseIndex::open(&path).is_none(), "missing");
+    }
+
+    /// A file as the format before the summary had it.
+    fn encode_v1(entries: &[IndexEntry], footer: &IndexFooter) -> Vec<u8> {
+        let mut out = MAGIC_V1.to_vec();
+        entries.iter().for_each(|e| e.put(&mut out));
+        footer.put(&mut out);
+        out.put_u32(entries.len() as u32);
+        let crc = crc32c::crc32c(&out);
+        out.put_u32(crc);
+        out
+    }
+
+    #[test]
+    fn files_round_trip_and_the_format_before_the_summary_still_reads() {
+        let entries = entries(500);
+        let footer = footer(&entries);
+        for (format, bytes) in [
+            ("MKI2", encode(&entries, &footer)),
+            ("MKI1", encode_v1(&entries, &footer)),
+        ] {
+            assert_eq!(decode(&bytes), Some((entries.clone(), footer)), "{format}");
+            let mut scribbled = bytes.clone();
+            scribbled[10] ^= 1;
+            assert_eq!(decode(&scribbled), None, "{format}: CRC");
+            assert_eq!(decode(&bytes[..bytes.len() - 1]), None, "{format}: torn");
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("0.index");
+            std::fs::write(&path, &bytes).unwrap();
+            let (index, read_footer) = SparseIndex::open(&path).unwrap();
+            assert_eq!((index.held(), read_footer), (4, footer), "{format}");
+            assert_eq!(index.entries().unwrap(), &entries[..], "{format}");
+            assert_eq!(index.position_of_last(|e| e.offset <= 3333), 333 * 4096, "{format}");
+        }
+        let empty = encode(&[], &footer);
+        assert_eq!(decode(&empty), Some((Vec::new(), footer)));
         assert!(!ordered(&[entries[1], entries[0]]));
+        let unordered = encode(&[entries[1], entries[0]], &footer);
+        assert_eq!(decode(&unordered), None, "entries that do not grow");
     }
 }

@@ -262,7 +262,7 @@ impl Segment {
         if self.last_offset.is_none_or(|last| last < offset) {
             return Ok(None);
         }
-        let start = self.index.position_of_last(|e| e.offset <= offset)?;
+        let start = self.index.position_of_last(|e| e.offset <= offset);
         self.find_from(start, |b| b.last_offset >= offset)
     }
 
@@ -276,7 +276,7 @@ impl Segment {
         // below `timestamp` can be skipped.
         let start = self
             .index
-            .position_of_last(|e| e.max_timestamp_before < timestamp)?
+            .position_of_last(|e| e.max_timestamp_before < timestamp)
             .max(position);
         self.find_from(start, |b| b.max_timestamp >= timestamp)
     }
@@ -289,7 +289,7 @@ impl Segment {
         if self.last_offset.is_none_or(|last| last < offset) {
             return Ok(Bytes::new());
         }
-        let entry = self.index.position_of_last(|e| e.offset <= offset)?;
+        let entry = self.index.position_of_last(|e| e.offset <= offset);
         let span = (self.size - entry).min((2 * INDEX_INTERVAL_BYTES).saturating_add(max_bytes as u64));
         let bytes = self.read_range(entry, span as usize)?;
         let mut walked = 0usize;
@@ -347,7 +347,7 @@ impl Segment {
         } else {
             // The last index entry at or before the limit starts a batch, so
             // everything before it is whole batches.
-            let entry = self.index.position_of_last(|e| e.position <= limit)?;
+            let entry = self.index.position_of_last(|e| e.position <= limit);
             entry.max(first_end)
         };
         let len = (end - first.position) as usize;
@@ -387,31 +387,46 @@ impl Segment {
         Ok(index::encode(&self.index.entries()?, &footer))
     }
 
-    /// Takes the index from an index file's bytes if they are whole and
-    /// cover exactly `file_bytes` of segment; `false` leaves the segment as
-    /// it was (empty), to be scanned.
+    /// Takes the index from an index file's bytes (read whole: the active
+    /// segment's) if they are whole and cover exactly `file_bytes` of
+    /// segment; `false` leaves the segment as it was (empty), to be scanned.
     pub fn load_index(&mut self, bytes: &[u8], file_bytes: u64) -> bool {
-        let Some((entries, footer)) = index::decode(bytes) else {
-            return false;
-        };
+        match index::decode(bytes) {
+            Some((entries, footer)) => self.take_index(SparseIndex::Held(entries), &footer, file_bytes),
+            None => false,
+        }
+    }
+
+    /// As [`load_index`](Self::load_index) for a closed segment, whose
+    /// index file in `dir` is read only as far as its summary: lookups
+    /// read the rest as they need it.
+    pub fn open_index_on_disk(&mut self, dir: &Path, file_bytes: u64) -> bool {
+        match SparseIndex::open(&dir.join(index_file_name(self.base_offset))) {
+            Some((index, footer)) => self.take_index(index, &footer, file_bytes),
+            None => false,
+        }
+    }
+
+    /// Takes `index` and the fields its footer gives, if they fit this
+    /// segment: its base offset, its length, and entries inside it.
+    fn take_index(&mut self, index: SparseIndex, footer: &IndexFooter, file_bytes: u64) -> bool {
         // The last offset must leave room for the next one.
         if footer.covered_bytes != file_bytes
-            || (entries.is_empty() != (footer.last_offset < 0))
+            || (index.is_empty() != (footer.last_offset < 0))
             || footer.last_offset == i64::MAX
         {
             return false;
         }
-        if entries
+        if index
             .first()
             .is_some_and(|e| e.offset != self.base_offset || e.position != 0)
         {
             return false;
         }
-        // Entries only grow, stay inside the segment and before its end.
-        let inside = entries
+        let inside = index
             .last()
             .is_none_or(|e| e.position < footer.covered_bytes && e.offset <= footer.last_offset);
-        if !(index::ordered(&entries) && inside) {
+        if !inside {
             return false;
         }
         self.size = footer.covered_bytes;
@@ -421,14 +436,14 @@ impl Segment {
         self.first_timestamp = (footer.first_timestamp != i64::MIN).then_some(footer.first_timestamp);
         // The interval restarts at the last entry: appends after a clean
         // start may index a little more densely, which is harmless.
-        self.bytes_since_entry = entries.last().map_or(0, |e| self.size - e.position);
-        self.index = SparseIndex::Held(entries);
+        self.bytes_since_entry = index.last().map_or(0, |e| self.size - e.position);
+        self.index = index;
         true
     }
 
     /// A closed segment's lookups read its entries from the index file in
-    /// `dir` from now on, which must be this segment's (just written, or
-    /// just loaded). Should that file not open, the entries stay in memory.
+    /// `dir` from now on, which must be this segment's (just written).
+    /// Should that file not read back, the entries stay in memory.
     pub fn keep_index_on_disk(&mut self, dir: &Path) {
         if let Err(e) = self.index.keep_on_disk(&dir.join(index_file_name(self.base_offset))) {
             tracing::warn!(error = %e, base_offset = self.base_offset, "keeping a closed segment's index in memory");
