@@ -101,6 +101,15 @@ async fn the_binary_serves_shuts_down_gracefully_and_restarts() {
 /// on open files to the hard one, as a 1024 soft limit is common.
 #[tokio::test]
 async fn the_broker_raises_its_open_file_limit_to_the_hard_one() {
+    let ours = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let hard = ours
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    if hard.is_some_and(|hard| hard <= 256) {
+        eprintln!("skipped: the hard limit on open files is {hard:?}, no higher than the test's soft one");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut command = tokio::process::Command::new("prlimit");
     command

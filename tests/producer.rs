@@ -17,7 +17,6 @@ use common::*;
 use minikafka::producer::{Acks, Compression, ProduceError, Producer, ProducerConfig, ProducerRecord};
 use rdkafka::ClientConfig;
 use rdkafka::Message;
-
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

@@ -128,7 +128,12 @@ fn blocks(entries: usize) -> usize {
 
 /// Where entry `i` starts in the file.
 fn entry_position(i: usize) -> u64 {
-    (MAGIC.len() + i * ENTRY_BYTES) as u64
+    MAGIC.len() as u64 + i as u64 * ENTRY_BYTES as u64
+}
+
+/// The length of an `MKI2` file of `count` entries.
+fn file_len(count: usize) -> u64 {
+    entry_position(count) + (blocks(count) * SUMMARY_ENTRY_BYTES + FOOTER_BYTES) as u64
 }
 
 /// An index file's bytes.
@@ -193,8 +198,7 @@ fn decode_entries(mut bytes: &[u8]) -> Vec<IndexEntry> {
 fn footer_count(bytes: &[u8]) -> Option<usize> {
     let count_at = bytes.len().checked_sub(8)?;
     let count = (&bytes[count_at..]).get_u32() as usize;
-    let expected = entry_position(count) as usize + blocks(count) * SUMMARY_ENTRY_BYTES + FOOTER_BYTES;
-    (bytes.len() == expected).then_some(count)
+    (bytes.len() as u64 == file_len(count)).then_some(count)
 }
 
 fn decode_v1(bytes: &[u8]) -> Option<(Vec<IndexEntry>, IndexFooter)> {
@@ -279,19 +283,28 @@ pub enum SparseIndex {
     OnDisk(OnDiskIndex),
 }
 
+/// What [`SparseIndex::open`] found.
+pub struct OpenedIndex {
+    pub index: SparseIndex,
+    pub footer: IndexFooter,
+    /// The file is `MKI1`: read whole, and worth writing again.
+    pub earlier_format: bool,
+}
+
 pub struct OnDiskIndex {
     /// Open for as long as the segment is, so that a removal of the file
     /// (a failed fsync takes away the indexes it covered) does not take
     /// the entries from this process, which still describe the segment.
     file: File,
+    path: std::path::PathBuf,
     len: usize,
     /// Entries 0, [`SUMMARY_STRIDE`], 2 × [`SUMMARY_STRIDE`], …
     summary: Vec<IndexEntry>,
     /// The CRC32C of each block's entries, as the file has them.
     block_crcs: Vec<u32>,
     last: IndexEntry,
-    /// A block failed its check: logged once.
-    warned: AtomicBool,
+    /// A block failed its check: logged, and the file removed, once.
+    failed: AtomicBool,
 }
 
 impl Default for SparseIndex {
@@ -304,44 +317,57 @@ impl SparseIndex {
     /// A closed segment's index from its file at `path`: only the summary
     /// and footer are read (an `MKI1` file is read whole). `None` if the
     /// file is missing or fails a check.
-    pub fn open(path: &Path) -> Option<(SparseIndex, IndexFooter)> {
+    pub fn open(path: &Path) -> Option<OpenedIndex> {
         let file = File::open(path).ok()?;
-        let file_len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        let file_bytes = file.metadata().ok()?.len();
         let mut magic = [0u8; 4];
         file.read_exact_at(&mut magic, 0).ok()?;
         if &magic == MAGIC_V1 {
-            let mut bytes = vec![0u8; file_len];
+            let mut bytes = vec![0u8; usize::try_from(file_bytes).ok()?];
             file.read_exact_at(&mut bytes, 0).ok()?;
             let (entries, footer) = decode(&bytes)?;
-            return Some((SparseIndex::on_disk_from_entries(file, entries), footer));
+            return Some(OpenedIndex {
+                index: SparseIndex::on_disk_from_entries(file, path, entries),
+                footer,
+                earlier_format: true,
+            });
         }
         if &magic != MAGIC {
             return None;
         }
         let mut count = [0u8; 4];
-        file.read_exact_at(&mut count, file_len.checked_sub(8)? as u64).ok()?;
+        file.read_exact_at(&mut count, file_bytes.checked_sub(8)?).ok()?;
         let count = u32::from_be_bytes(count) as usize;
+        // The length the count implies, before reading anything that long.
+        if file_len(count) != file_bytes {
+            return None;
+        }
         let tail_start = entry_position(count);
-        let mut tail = vec![0u8; file_len.checked_sub(tail_start as usize)?];
+        let mut tail = vec![0u8; usize::try_from(file_bytes - tail_start).ok()?];
         file.read_exact_at(&mut tail, tail_start).ok()?;
         let tail = Tail::decode(&tail)?;
         let index = match tail.last {
             None => SparseIndex::Held(Vec::new()),
             Some(last) => SparseIndex::OnDisk(OnDiskIndex {
                 file,
+                path: path.to_path_buf(),
                 len: count,
                 summary: tail.summary,
                 block_crcs: tail.block_crcs,
                 last,
-                warned: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
             }),
         };
-        Some((index, tail.footer))
+        Some(OpenedIndex {
+            index,
+            footer: tail.footer,
+            earlier_format: false,
+        })
     }
 
-    /// An index served from `file`, which holds `entries` (an `MKI1` file
-    /// read whole: its blocks' CRCs are taken from the entries).
-    fn on_disk_from_entries(file: File, entries: Vec<IndexEntry>) -> SparseIndex {
+    /// An index served from `file` (at `path`), which holds `entries` (an
+    /// `MKI1` file read whole: its blocks' CRCs are taken from the entries).
+    fn on_disk_from_entries(file: File, path: &Path, entries: Vec<IndexEntry>) -> SparseIndex {
         let Some(&last) = entries.last() else {
             return SparseIndex::Held(entries);
         };
@@ -355,11 +381,12 @@ impl SparseIndex {
             .collect();
         SparseIndex::OnDisk(OnDiskIndex {
             file,
+            path: path.to_path_buf(),
             len: entries.len(),
             summary: entries.iter().step_by(SUMMARY_STRIDE).copied().collect(),
             block_crcs,
             last,
-            warned: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         })
     }
 
@@ -400,6 +427,7 @@ impl SparseIndex {
     /// entries, and its index is held; one on disk is read back first.
     pub fn push(&mut self, entry: IndexEntry) {
         if let SparseIndex::OnDisk(_) = self {
+            debug_assert!(false, "an entry for a closed segment's index");
             match self.entries() {
                 Ok(entries) => *self = SparseIndex::Held(entries.into_owned()),
                 // Without the entry, lookups past it walk further: slower,
@@ -452,12 +480,7 @@ impl SparseIndex {
                 match index.read_block(block) {
                     Some(entries) => position_in(&entries),
                     None => {
-                        if !index.warned.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                block,
-                                "a segment index block fails its check; lookups in it walk from its first entry"
-                            );
-                        }
+                        index.note_failure(block);
                         first.position
                     }
                 }
@@ -475,9 +498,17 @@ impl SparseIndex {
         if entries.is_empty() {
             return Ok(());
         }
+        let summary_holds = |index: &SparseIndex| match index {
+            SparseIndex::OnDisk(on_disk) => on_disk.summary.iter().eq(entries.iter().step_by(SUMMARY_STRIDE)),
+            SparseIndex::Held(_) => false,
+        };
         match SparseIndex::open(path) {
-            Some((index, _)) if index.len() == entries.len() && index.last() == entries.last().copied() => {
-                *self = index;
+            Some(opened)
+                if opened.index.len() == entries.len()
+                    && opened.index.last() == entries.last().copied()
+                    && summary_holds(&opened.index) =>
+            {
+                *self = opened.index;
                 Ok(())
             }
             _ => Err(io::Error::new(
@@ -494,7 +525,8 @@ impl OnDiskIndex {
     }
 
     /// Block `block`'s entries, if they read and hold their CRC, begin
-    /// with its summary entry and only grow.
+    /// with its summary entry, only grow, and end before the next block (or
+    /// at the last entry).
     fn read_block(&self, block: usize) -> Option<Vec<IndexEntry>> {
         let mut bytes = [0u8; SUMMARY_STRIDE * ENTRY_BYTES];
         let bytes = &mut bytes[..self.block_len(block) * ENTRY_BYTES];
@@ -505,8 +537,41 @@ impl OnDiskIndex {
             return None;
         }
         let entries = decode_entries(bytes);
-        (entries.first() == self.summary.get(block) && ordered(&entries)).then_some(entries)
+        let ends_in_place = match (entries.last(), self.summary.get(block + 1)) {
+            (Some(last), Some(next)) => last.precedes(next),
+            (Some(last), None) => *last == self.last,
+            (None, _) => false,
+        };
+        (entries.first() == self.summary.get(block) && ends_in_place && ordered(&entries)).then_some(entries)
     }
+
+    /// The first failed block check: logged, and the file removed so that
+    /// the next start rebuilds it from the segment (this process keeps
+    /// reading the file it has open, and walks past the damage).
+    fn note_failure(&self, block: usize) {
+        if self.failed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let removed = std::fs::remove_file(&self.path);
+        tracing::warn!(
+            path = %self.path.display(),
+            block,
+            removed = removed.is_ok(),
+            "a segment index block fails its check; lookups in it walk from its first entry, and the next start rebuilds the index"
+        );
+    }
+}
+
+/// A file as the format before the summary had it (for tests).
+#[cfg(test)]
+pub(crate) fn encode_v1(entries: &[IndexEntry], footer: &IndexFooter) -> Vec<u8> {
+    let mut out = MAGIC_V1.to_vec();
+    entries.iter().for_each(|e| e.put(&mut out));
+    footer.put(&mut out);
+    out.put_u32(entries.len() as u32);
+    let crc = crc32c::crc32c(&out);
+    out.put_u32(crc);
+    out
 }
 
 #[cfg(test)]
@@ -606,6 +671,7 @@ mod tests {
             100 * 4096,
             "other blocks answer"
         );
+        assert!(!path.exists(), "removed, for the next start to rebuild");
         assert!(on_disk.entries().is_err());
         file.set_len(10).unwrap();
         assert_eq!(on_disk.position_of_last(|e| e.offset <= 1005), 0, "a cut file");
@@ -619,7 +685,9 @@ mod tests {
         let path = dir.path().join("0.index");
         let write = |bytes: &[u8]| std::fs::write(&path, bytes).unwrap();
         write(&bytes);
-        let (index, read_footer) = SparseIndex::open(&path).unwrap();
+        let opened = SparseIndex::open(&path).unwrap();
+        assert!(!opened.earlier_format);
+        let (index, read_footer) = (opened.index, opened.footer);
         assert_eq!(
             (index.held(), index.len(), read_footer),
             (4, entries.len(), footer(&entries))
@@ -654,17 +722,6 @@ mod tests {
         assert!(SparseIndex::open(&path).is_none(), "missing");
     }
 
-    /// A file as the format before the summary had it.
-    fn encode_v1(entries: &[IndexEntry], footer: &IndexFooter) -> Vec<u8> {
-        let mut out = MAGIC_V1.to_vec();
-        entries.iter().for_each(|e| e.put(&mut out));
-        footer.put(&mut out);
-        out.put_u32(entries.len() as u32);
-        let crc = crc32c::crc32c(&out);
-        out.put_u32(crc);
-        out
-    }
-
     #[test]
     fn files_round_trip_and_the_format_before_the_summary_still_reads() {
         let entries = entries(500);
@@ -681,7 +738,9 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("0.index");
             std::fs::write(&path, &bytes).unwrap();
-            let (index, read_footer) = SparseIndex::open(&path).unwrap();
+            let opened = SparseIndex::open(&path).unwrap();
+            assert_eq!(opened.earlier_format, format == "MKI1");
+            let (index, read_footer) = (opened.index, opened.footer);
             assert_eq!((index.held(), read_footer), (4, footer), "{format}");
             assert_eq!(index.entries().unwrap(), &entries[..], "{format}");
             assert_eq!(index.position_of_last(|e| e.offset <= 3333), 333 * 4096, "{format}");

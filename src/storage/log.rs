@@ -972,6 +972,7 @@ mod tests {
     use super::*;
     use crate::protocol::record_batch::batch_crc;
     use crate::protocol::record_batch::tests::sample_batch;
+    use crate::storage::index;
     use crate::storage::producer_state::SequenceCheck;
     use crate::storage::segment::{self, INDEX_INTERVAL_BYTES};
 
@@ -1539,6 +1540,84 @@ mod tests {
         let recovered = PartitionLog::open(dir.path()).unwrap();
         assert!(!recovered.recovery().clean);
         same_answers(&recovered, "after a crash");
+    }
+
+    /// A log on disk of 5,000 batches of 20 records in 1 MiB segments
+    /// (about 250 index entries each, two blocks), closed cleanly.
+    fn log_with_two_block_segments(dir: &Path) -> i64 {
+        let mut log = PartitionLog::open(dir).unwrap();
+        log.set_segment_bytes(1 << 20);
+        for i in 0..5000 {
+            let batch = timed_batch(20, 1_700_000_000_000 + i);
+            let header = BatchHeader::parse(&batch).unwrap();
+            log.append(&batch, &header, 0).unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+        let end = log.next_offset();
+        log.close().unwrap();
+        end
+    }
+
+    /// Every offset of `log` up to `end`, read one batch at a time, and
+    /// 128 KiB slices that reach their limit (within an index interval;
+    /// with a damaged index block, slices may stop at its first entry).
+    fn reads_every_offset(log: &PartitionLog, end: i64, damaged: bool) {
+        for offset in (0..end).step_by(7) {
+            let read = log.read_from(offset, 1, true).unwrap();
+            let header = BatchHeader::parse(&read).unwrap();
+            assert!(
+                header.base_offset <= offset && offset <= header.last_offset(),
+                "{offset}"
+            );
+        }
+        for offset in (0..end).step_by(1009) {
+            let read = log.read_from(offset, 128 * 1024, true).unwrap();
+            let sliced = log.slice_from(offset, 128 * 1024, true).unwrap().to_bytes().unwrap();
+            assert!(!sliced.is_empty() && read.starts_with(&sliced), "{offset}");
+            assert!(
+                damaged || read.len() - sliced.len() <= INDEX_INTERVAL_BYTES as usize + 1024,
+                "a slice at {offset}: {} bytes of {}",
+                sliced.len(),
+                read.len()
+            );
+        }
+    }
+
+    #[test]
+    fn an_index_in_the_earlier_format_is_read_and_written_again_with_a_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = log_with_two_block_segments(dir.path());
+        let path = dir.path().join(index_file_name(0));
+        let (entries, footer) = index::decode(&std::fs::read(&path).unwrap()).unwrap();
+        std::fs::write(&path, index::encode_v1(&entries, &footer)).unwrap();
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.recovery().segments_scanned, 0);
+        assert_eq!(&std::fs::read(&path).unwrap()[..4], b"MKI2", "written again");
+        assert_eq!(index::decode(&std::fs::read(&path).unwrap()), Some((entries, footer)));
+        reads_every_offset(&log, end, false);
+    }
+
+    #[test]
+    fn a_damaged_index_block_is_walked_past_and_rebuilt_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let end = log_with_two_block_segments(dir.path());
+        let path = dir.path().join(index_file_name(0));
+        // Entry 130 (the second block) of the first segment's index.
+        overwrite(&path, 4 + 130 * 24, &[0xff; 24]);
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(
+            log.recovery().segments_scanned,
+            0,
+            "entries are checked as lookups read them"
+        );
+        reads_every_offset(&log, end, true);
+        assert!(!path.exists(), "removed once the damage showed");
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.recovery().segments_scanned, 1, "the segment without an index");
+        assert!(index::decode(&std::fs::read(&path).unwrap()).is_some(), "rebuilt");
+        reads_every_offset(&log, end, false);
     }
 
     #[test]

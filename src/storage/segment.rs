@@ -9,10 +9,11 @@
 //! A closed segment's index is written beside it (`<base offset>.index`)
 //! when the segment rolls, and the active segment's at a clean close, so
 //! that a start after a clean shutdown need not rescan them (only the
-//! active segment's last batches are checked). An index whose CRC fails or
-//! that covers a different length than the segment has is not used, and
-//! the segment is scanned instead. From then on a closed segment's lookups
-//! read its entries from that file.
+//! active segment's last batches are checked). An index that fails its
+//! checks or covers a different length than the segment has is not used,
+//! and the segment is scanned instead. A closed segment's lookups read its
+//! entries from that file, block by block, each block checked as it is
+//! read ([`super::index`]).
 
 use std::fs::File;
 use std::io::{self, Read, Seek};
@@ -346,9 +347,16 @@ impl Segment {
             self.size
         } else {
             // The last index entry at or before the limit starts a batch, so
-            // everything before it is whole batches.
+            // everything before it is whole batches. An entry no further
+            // than the first batch (a damaged index block answers with an
+            // earlier one) would make every such slice one batch long: the
+            // headers up to the limit are walked instead.
             let entry = self.index.position_of_last(|e| e.position <= limit);
-            entry.max(first_end)
+            if entry > first.position {
+                entry.max(first_end)
+            } else {
+                self.end_of_batches_within(first_end, limit)?
+            }
         };
         let len = (end - first.position) as usize;
         if len < FILE_SLICE_BYTES_MIN {
@@ -359,6 +367,20 @@ impl Segment {
             position: first.position,
             len,
         }))
+    }
+
+    /// The end of the last whole batch from `position` (a batch boundary)
+    /// on that ends by `limit`; `position` itself if none does.
+    fn end_of_batches_within(&self, position: u64, limit: u64) -> io::Result<u64> {
+        let mut end = position;
+        self.walk_headers(position, |_, batch| {
+            if batch.position + batch.size > limit {
+                return ControlFlow::Break(());
+            }
+            end = batch.position + batch.size;
+            ControlFlow::Continue(())
+        })?;
+        Ok(end)
     }
 
     /// Whole batches from the one at `position` (of `first_size` bytes) on,
@@ -401,10 +423,20 @@ impl Segment {
     /// index file in `dir` is read only as far as its summary: lookups
     /// read the rest as they need it.
     pub fn open_index_on_disk(&mut self, dir: &Path, file_bytes: u64) -> bool {
-        match SparseIndex::open(&dir.join(index_file_name(self.base_offset))) {
-            Some((index, footer)) => self.take_index(index, &footer, file_bytes),
-            None => false,
+        let Some(opened) = SparseIndex::open(&dir.join(index_file_name(self.base_offset))) else {
+            return false;
+        };
+        if !self.take_index(opened.index, &opened.footer, file_bytes) {
+            return false;
         }
+        if opened.earlier_format {
+            // Written again with a summary, so that the next start reads
+            // only that; this process keeps the file it has open.
+            if let Err(e) = self.write_index(dir) {
+                tracing::warn!(error = %e, base_offset = self.base_offset, "could not write an index in the current format");
+            }
+        }
+        true
     }
 
     /// Takes `index` and the fields its footer gives, if they fit this
