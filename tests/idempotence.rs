@@ -452,3 +452,31 @@ async fn producers_idle_for_the_expiration_time_are_forgotten() {
     assert_eq!(code, ErrorCode::OutOfOrderSequenceNumber.code());
     broker.shutdown().await;
 }
+
+/// The broker remembers the epoch it handed each producer id for
+/// producer.id.expiration.ms, not for ever: then that memory is gone, and a
+/// producer asking with an epoch that no partition holds gets a new id (the
+/// answer Kafka gives every idempotent producer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_epochs_are_forgotten_after_the_expiration_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        producer_id_expiration_ms: 1000,
+        producer_id_expiration_check_interval: std::time::Duration::from_millis(50),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let (code, id, epoch) = init_producer_id(&mut client, 4, -1, -1).await;
+    assert_eq!((code, epoch), (0, 0));
+    let bumped = init_producer_id(&mut client, 4, id, 0).await;
+    assert_eq!(bumped, (0, id, 1), "the same id at the next epoch while remembered");
+    eventually("the issued epochs to be forgotten", || {
+        (broker.broker().issued_producer_ids_held() == 0).then_some(())
+    })
+    .await;
+    let (code, again, epoch) = init_producer_id(&mut client, 4, id, 1).await;
+    assert_eq!((code, epoch), (0, 0));
+    assert_ne!(again, id, "epoch 1 was never written, so the id is not resumed");
+    broker.shutdown().await;
+}

@@ -6,7 +6,7 @@
 //! timeout): if that is the id's current epoch, the epoch is bumped and the
 //! producer continues under the same id. Transactions are not served yet.
 
-use crate::broker::Broker;
+use crate::broker::{Broker, IssuedEpoch, wall_clock_ms};
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 
@@ -51,11 +51,21 @@ pub fn handle(broker: &Broker, version: i16, request: &InitProducerIdRequest) ->
                     .filter_map(|p| p.log().producers().epoch_of(request.producer_id))
             })
             .max();
-        let current = issued.epochs.get(&request.producer_id).copied().max(in_logs);
+        let current = issued
+            .epochs
+            .get(&request.producer_id)
+            .map(|issued| issued.epoch)
+            .max(in_logs);
         match current {
             Some(current) if request.producer_epoch == current && current < i16::MAX - 1 => {
                 let epoch = current + 1;
-                issued.epochs.insert(request.producer_id, epoch);
+                issued.epochs.insert(
+                    request.producer_id,
+                    IssuedEpoch {
+                        epoch,
+                        issued_ms: wall_clock_ms(),
+                    },
+                );
                 return InitProducerIdResponse {
                     error_code: ErrorCode::None.code(),
                     producer_id: request.producer_id,
@@ -77,7 +87,13 @@ pub fn handle(broker: &Broker, version: i16, request: &InitProducerIdRequest) ->
     }
     match issued.ids.allocate() {
         Ok(producer_id) => {
-            issued.epochs.insert(producer_id, 0);
+            issued.epochs.insert(
+                producer_id,
+                IssuedEpoch {
+                    epoch: 0,
+                    issued_ms: wall_clock_ms(),
+                },
+            );
             InitProducerIdResponse {
                 error_code: ErrorCode::None.code(),
                 producer_id,

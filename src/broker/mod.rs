@@ -81,7 +81,17 @@ pub struct Broker {
 
 pub(crate) struct IssuedProducers {
     ids: ProducerIdAllocator,
-    epochs: HashMap<i64, i16>,
+    /// The epoch last handed to each id, and when (wall clock, ms). Kept
+    /// for `producer.id.expiration.ms`, like the producers' state in the
+    /// partitions: after that an id that wrote nothing is not one the
+    /// broker can resume, and asking with it gets a new id.
+    epochs: HashMap<i64, IssuedEpoch>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IssuedEpoch {
+    pub epoch: i16,
+    pub issued_ms: i64,
 }
 
 /// Why a topic administration request failed.
@@ -259,6 +269,16 @@ impl Broker {
         }
         tracing::info!(?scope, "dynamic broker configs changed");
         Ok(())
+    }
+
+    /// Producer ids whose issued epoch the broker still remembers (for tests
+    /// and the memory figure).
+    pub fn issued_producer_ids_held(&self) -> usize {
+        self.producers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .epochs
+            .len()
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -617,6 +637,12 @@ impl Broker {
     }
 
     fn expire_producers(&self, now: i64) {
+        let expiration_ms = self.config.producer_id_expiration_ms;
+        self.producers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .epochs
+            .retain(|_, issued| now.saturating_sub(issued.issued_ms) <= expiration_ms);
         for topic in self.topics() {
             for partition in &topic.partitions {
                 let expired = partition
