@@ -56,7 +56,7 @@ fn build_log(dir: &std::path::Path) -> (i64, usize) {
         log.size_bytes() / 1_000_000,
         started.elapsed().as_secs_f64(),
         log.index_entries_held(),
-        log.index_entries_held() * 24 / 1024
+        log.index_bytes_held() / 1024
     );
     let end = log.next_offset();
     let segments = log.segment_count();
@@ -71,7 +71,7 @@ fn benches(c: &mut Criterion) {
     eprintln!(
         "index in memory after a clean open: {} entries, {} KiB",
         log.index_entries_held(),
-        log.index_entries_held() * 24 / 1024
+        log.index_bytes_held() / 1024
     );
     // Far enough from the end that a tail fetch fills FETCH_BYTES too.
     let tail = end - (FETCH_BYTES / small_batch().len() * RECORDS_PER_BATCH) as i64 * 2;

@@ -492,12 +492,13 @@ async fn run_broker(config: BrokerConfig) -> ExitCode {
 /// operators raise the limit by hand), and a connection costs one more; the
 /// soft limit is often 1024 while the hard one is far higher.
 fn raise_open_file_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current == limit.maximum {
+    // An unlimited hard limit is not one the kernel takes as a soft one.
+    if limit.current == limit.maximum || limit.maximum.is_none() {
         return;
     }
-    let raised = rustix::process::Rlimit {
+    let raised = Rlimit {
         current: limit.maximum,
         maximum: limit.maximum,
     };

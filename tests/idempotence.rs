@@ -454,29 +454,54 @@ async fn producers_idle_for_the_expiration_time_are_forgotten() {
 }
 
 /// The broker remembers the epoch it handed each producer id for
-/// producer.id.expiration.ms, not for ever: then that memory is gone, and a
+/// producer.id.expiration.ms, not for ever. Once that memory is gone, a
 /// producer asking with an epoch that no partition holds gets a new id (the
-/// answer Kafka gives every idempotent producer).
+/// answer Kafka gives every idempotent producer), while one whose epoch a
+/// partition holds is still resumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issued_epochs_are_forgotten_after_the_expiration_time() {
     let dir = tempfile::tempdir().unwrap();
     let broker = start(minikafka::BrokerConfig {
-        producer_id_expiration_ms: 1000,
-        producer_id_expiration_check_interval: std::time::Duration::from_millis(50),
+        producer_id_expiration_ms: 60_000,
         ..config(dir.path(), 1)
     })
     .await;
+    broker.broker().get_or_create_topic("resumed", 1).unwrap();
     let mut client = RawClient::connect(broker.local_addr()).await;
-    let (code, id, epoch) = init_producer_id(&mut client, 4, -1, -1).await;
+    let mut bumped = Vec::new();
+    for _ in 0..2 {
+        let (code, id, epoch) = init_producer_id(&mut client, 4, -1, -1).await;
+        assert_eq!((code, epoch), (0, 0));
+        assert_eq!(
+            init_producer_id(&mut client, 4, id, 0).await,
+            (0, id, 1),
+            "bumped while remembered"
+        );
+        bumped.push(id);
+    }
+    let (silent, writer) = (bumped[0], bumped[1]);
+    // The writer's epoch 1 reaches a partition, stamped a minute ahead so
+    // that the partition still holds it at the expiry below.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let batch = idempotent_batch_at(now + 61_000, writer, 1, 0, &["a"]);
+    assert_eq!(
+        send_produce(&mut client, &produce_frame("resumed", batch, 1)).await,
+        (0, 0)
+    );
+    assert_eq!(broker.broker().issued_producer_ids_held(), 2);
+
+    broker.broker().expire_producers(now + 61_000);
+    assert_eq!(broker.broker().issued_producer_ids_held(), 0);
+    let (code, again, epoch) = init_producer_id(&mut client, 4, silent, 1).await;
     assert_eq!((code, epoch), (0, 0));
-    let bumped = init_producer_id(&mut client, 4, id, 0).await;
-    assert_eq!(bumped, (0, id, 1), "the same id at the next epoch while remembered");
-    eventually("the issued epochs to be forgotten", || {
-        (broker.broker().issued_producer_ids_held() == 0).then_some(())
-    })
-    .await;
-    let (code, again, epoch) = init_producer_id(&mut client, 4, id, 1).await;
-    assert_eq!((code, epoch), (0, 0));
-    assert_ne!(again, id, "epoch 1 was never written, so the id is not resumed");
+    assert_ne!(again, silent, "epoch 1 was never written, so the id is not resumed");
+    assert_eq!(
+        init_producer_id(&mut client, 4, writer, 1).await,
+        (0, writer, 2),
+        "a partition holds epoch 1: resumed"
+    );
     broker.shutdown().await;
 }

@@ -6,7 +6,7 @@
 //! timeout): if that is the id's current epoch, the epoch is bumped and the
 //! producer continues under the same id. Transactions are not served yet.
 
-use crate::broker::{Broker, IssuedEpoch, wall_clock_ms};
+use crate::broker::Broker;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 
@@ -51,21 +51,11 @@ pub fn handle(broker: &Broker, version: i16, request: &InitProducerIdRequest) ->
                     .filter_map(|p| p.log().producers().epoch_of(request.producer_id))
             })
             .max();
-        let current = issued
-            .epochs
-            .get(&request.producer_id)
-            .map(|issued| issued.epoch)
-            .max(in_logs);
+        let current = issued.epoch_of(request.producer_id).max(in_logs);
         match current {
             Some(current) if request.producer_epoch == current && current < i16::MAX - 1 => {
                 let epoch = current + 1;
-                issued.epochs.insert(
-                    request.producer_id,
-                    IssuedEpoch {
-                        epoch,
-                        issued_ms: wall_clock_ms(),
-                    },
-                );
+                issued.remember(request.producer_id, epoch);
                 return InitProducerIdResponse {
                     error_code: ErrorCode::None.code(),
                     producer_id: request.producer_id,
@@ -85,15 +75,9 @@ pub fn handle(broker: &Broker, version: i16, request: &InitProducerIdRequest) ->
             _ => {}
         }
     }
-    match issued.ids.allocate() {
+    match issued.allocate() {
         Ok(producer_id) => {
-            issued.epochs.insert(
-                producer_id,
-                IssuedEpoch {
-                    epoch: 0,
-                    issued_ms: wall_clock_ms(),
-                },
-            );
+            issued.remember(producer_id, 0);
             InitProducerIdResponse {
                 error_code: ErrorCode::None.code(),
                 producer_id,

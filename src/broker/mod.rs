@@ -89,9 +89,32 @@ pub(crate) struct IssuedProducers {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct IssuedEpoch {
-    pub epoch: i16,
-    pub issued_ms: i64,
+struct IssuedEpoch {
+    epoch: i16,
+    issued_ms: i64,
+}
+
+impl IssuedProducers {
+    /// The epoch last issued to `producer_id`, while remembered.
+    pub(crate) fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.epochs.get(&producer_id).map(|issued| issued.epoch)
+    }
+
+    /// Records that `producer_id` was handed `epoch` now.
+    pub(crate) fn remember(&mut self, producer_id: i64, epoch: i16) {
+        let issued_ms = wall_clock_ms();
+        self.epochs.insert(producer_id, IssuedEpoch { epoch, issued_ms });
+    }
+
+    pub(crate) fn allocate(&mut self) -> Result<i64, StorageError> {
+        self.ids.allocate()
+    }
+
+    /// Forgets the epochs issued before `cutoff_ms`, as the partitions
+    /// forget a producer that last wrote before it.
+    fn forget_issued_before(&mut self, cutoff_ms: i64) {
+        self.epochs.retain(|_, issued| issued.issued_ms > cutoff_ms);
+    }
 }
 
 /// Why a topic administration request failed.
@@ -271,8 +294,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Producer ids whose issued epoch the broker still remembers (for tests
-    /// and the memory figure).
+    /// Producer ids whose issued epoch the broker still remembers (for
+    /// tests).
     pub fn issued_producer_ids_held(&self) -> usize {
         self.producers
             .lock()
@@ -627,8 +650,9 @@ impl Broker {
         }
     }
 
-    /// Forgets idle idempotent producers in every partition, every
-    /// `producer.id.expiration.check.interval.ms`, until shutdown.
+    /// Forgets idle idempotent producers in every partition, and the epochs
+    /// InitProducerId issued, every `producer.id.expiration.check.interval.ms`,
+    /// until shutdown.
     pub async fn run_producer_expiry(&self) {
         self.every(self.config.producer_id_expiration_check_interval, || {
             self.expire_producers(wall_clock_ms())
@@ -636,13 +660,14 @@ impl Broker {
         .await;
     }
 
-    fn expire_producers(&self, now: i64) {
+    /// One run of that expiry, as at wall-clock time `now` (ms); public so
+    /// that tests can choose the time.
+    pub fn expire_producers(&self, now: i64) {
         let expiration_ms = self.config.producer_id_expiration_ms;
         self.producers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .epochs
-            .retain(|_, issued| now.saturating_sub(issued.issued_ms) <= expiration_ms);
+            .forget_issued_before(now.saturating_sub(expiration_ms));
         for topic in self.topics() {
             for partition in &topic.partitions {
                 let expired = partition

@@ -136,6 +136,12 @@ fn file_len(count: usize) -> u64 {
     entry_position(count) + (blocks(count) * SUMMARY_ENTRY_BYTES + FOOTER_BYTES) as u64
 }
 
+/// The bytes of block `block` (of `len` entries) in a whole file's `bytes`.
+fn block_bytes(bytes: &[u8], block: usize, len: usize) -> Option<&[u8]> {
+    let start = entry_position(block * SUMMARY_STRIDE) as usize;
+    bytes.get(start..start + len * ENTRY_BYTES)
+}
+
 /// An index file's bytes.
 pub fn encode(entries: &[IndexEntry], footer: &IndexFooter) -> Vec<u8> {
     let summary_len = blocks(entries.len()) * SUMMARY_ENTRY_BYTES;
@@ -146,8 +152,7 @@ pub fn encode(entries: &[IndexEntry], footer: &IndexFooter) -> Vec<u8> {
     }
     let tail_start = out.len();
     for (block, chunk) in entries.chunks(SUMMARY_STRIDE).enumerate() {
-        let start = entry_position(block * SUMMARY_STRIDE) as usize;
-        let crc = crc32c::crc32c(&out[start..start + chunk.len() * ENTRY_BYTES]);
+        let crc = block_bytes(&out, block, chunk.len()).map_or(0, crc32c::crc32c);
         chunk[0].put(&mut out);
         out.put_u32(crc);
     }
@@ -170,9 +175,8 @@ pub fn decode(bytes: &[u8]) -> Option<(Vec<IndexEntry>, IndexFooter)> {
             let tail = Tail::decode(bytes.get(entries_end..)?)?;
             let entries = decode_entries(&bytes[MAGIC.len()..entries_end]);
             let blocks_hold = entries.chunks(SUMMARY_STRIDE).enumerate().all(|(block, chunk)| {
-                let start = entry_position(block * SUMMARY_STRIDE) as usize;
-                let crc = crc32c::crc32c(&bytes[start..start + chunk.len() * ENTRY_BYTES]);
-                tail.summary[block] == chunk[0] && tail.block_crcs[block] == crc
+                let crc = block_bytes(bytes, block, chunk.len()).map(crc32c::crc32c);
+                tail.summary[block] == chunk[0] && Some(tail.block_crcs[block]) == crc
             });
             if !(blocks_hold && entries.last() == tail.last.as_ref()) {
                 return None;
@@ -287,7 +291,8 @@ pub enum SparseIndex {
 pub struct OpenedIndex {
     pub index: SparseIndex,
     pub footer: IndexFooter,
-    /// The file is `MKI1`: read whole, and worth writing again.
+    /// The file is `MKI1`: read whole, its entries held, and worth writing
+    /// again.
     pub earlier_format: bool,
 }
 
@@ -315,37 +320,46 @@ impl Default for SparseIndex {
 
 impl SparseIndex {
     /// A closed segment's index from its file at `path`: only the summary
-    /// and footer are read (an `MKI1` file is read whole). `None` if the
-    /// file is missing or fails a check.
-    pub fn open(path: &Path) -> Option<OpenedIndex> {
-        let file = File::open(path).ok()?;
-        let file_bytes = file.metadata().ok()?.len();
+    /// and footer are read. `None` if the file is missing or fails a check;
+    /// an error if it cannot be read. An `MKI1` file is read whole and its
+    /// entries held, for the segment to write them again as `MKI2`.
+    pub fn open(path: &Path) -> io::Result<Option<OpenedIndex>> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let file_bytes = file.metadata()?.len();
+        if file_bytes < (MAGIC.len() + FOOTER_BYTES_V1) as u64 {
+            return Ok(None);
+        }
         let mut magic = [0u8; 4];
-        file.read_exact_at(&mut magic, 0).ok()?;
+        file.read_exact_at(&mut magic, 0)?;
         if &magic == MAGIC_V1 {
-            let mut bytes = vec![0u8; usize::try_from(file_bytes).ok()?];
-            file.read_exact_at(&mut bytes, 0).ok()?;
-            let (entries, footer) = decode(&bytes)?;
-            return Some(OpenedIndex {
-                index: SparseIndex::on_disk_from_entries(file, path, entries),
+            let mut bytes = vec![0u8; usize::try_from(file_bytes).map_err(io::Error::other)?];
+            file.read_exact_at(&mut bytes, 0)?;
+            return Ok(decode(&bytes).map(|(entries, footer)| OpenedIndex {
+                index: SparseIndex::Held(entries),
                 footer,
                 earlier_format: true,
-            });
+            }));
         }
         if &magic != MAGIC {
-            return None;
+            return Ok(None);
         }
         let mut count = [0u8; 4];
-        file.read_exact_at(&mut count, file_bytes.checked_sub(8)?).ok()?;
+        file.read_exact_at(&mut count, file_bytes - 8)?;
         let count = u32::from_be_bytes(count) as usize;
         // The length the count implies, before reading anything that long.
         if file_len(count) != file_bytes {
-            return None;
+            return Ok(None);
         }
         let tail_start = entry_position(count);
-        let mut tail = vec![0u8; usize::try_from(file_bytes - tail_start).ok()?];
-        file.read_exact_at(&mut tail, tail_start).ok()?;
-        let tail = Tail::decode(&tail)?;
+        let mut tail = vec![0u8; (file_bytes - tail_start) as usize];
+        file.read_exact_at(&mut tail, tail_start)?;
+        let Some(tail) = Tail::decode(&tail) else {
+            return Ok(None);
+        };
         let index = match tail.last {
             None => SparseIndex::Held(Vec::new()),
             Some(last) => SparseIndex::OnDisk(OnDiskIndex {
@@ -358,36 +372,11 @@ impl SparseIndex {
                 failed: AtomicBool::new(false),
             }),
         };
-        Some(OpenedIndex {
+        Ok(Some(OpenedIndex {
             index,
             footer: tail.footer,
             earlier_format: false,
-        })
-    }
-
-    /// An index served from `file` (at `path`), which holds `entries` (an
-    /// `MKI1` file read whole: its blocks' CRCs are taken from the entries).
-    fn on_disk_from_entries(file: File, path: &Path, entries: Vec<IndexEntry>) -> SparseIndex {
-        let Some(&last) = entries.last() else {
-            return SparseIndex::Held(entries);
-        };
-        let block_crcs = entries
-            .chunks(SUMMARY_STRIDE)
-            .map(|block| {
-                let mut bytes = Vec::with_capacity(block.len() * ENTRY_BYTES);
-                block.iter().for_each(|e| e.put(&mut bytes));
-                crc32c::crc32c(&bytes)
-            })
-            .collect();
-        SparseIndex::OnDisk(OnDiskIndex {
-            file,
-            path: path.to_path_buf(),
-            len: entries.len(),
-            summary: entries.iter().step_by(SUMMARY_STRIDE).copied().collect(),
-            block_crcs,
-            last,
-            failed: AtomicBool::new(false),
-        })
+        }))
     }
 
     pub fn len(&self) -> usize {
@@ -409,6 +398,15 @@ impl SparseIndex {
         }
     }
 
+    /// Bytes of entries in memory (a summary entry holds its block's CRC
+    /// too).
+    pub fn bytes_held(&self) -> usize {
+        match self {
+            SparseIndex::Held(entries) => entries.len() * ENTRY_BYTES,
+            SparseIndex::OnDisk(index) => index.summary.len() * SUMMARY_ENTRY_BYTES,
+        }
+    }
+
     pub fn first(&self) -> Option<IndexEntry> {
         match self {
             SparseIndex::Held(entries) => entries.first().copied(),
@@ -427,6 +425,8 @@ impl SparseIndex {
     /// entries, and its index is held; one on disk is read back first.
     pub fn push(&mut self, entry: IndexEntry) {
         if let SparseIndex::OnDisk(_) = self {
+            // Our own invariant, not input: debug builds stop on it, while
+            // a release build reads the entries back and carries on.
             debug_assert!(false, "an entry for a closed segment's index");
             match self.entries() {
                 Ok(entries) => *self = SparseIndex::Held(entries.into_owned()),
@@ -502,7 +502,7 @@ impl SparseIndex {
             SparseIndex::OnDisk(on_disk) => on_disk.summary.iter().eq(entries.iter().step_by(SUMMARY_STRIDE)),
             SparseIndex::Held(_) => false,
         };
-        match SparseIndex::open(path) {
+        match SparseIndex::open(path)? {
             Some(opened)
                 if opened.index.len() == entries.len()
                     && opened.index.last() == entries.last().copied()
@@ -547,7 +547,9 @@ impl OnDiskIndex {
 
     /// The first failed block check: logged, and the file removed so that
     /// the next start rebuilds it from the segment (this process keeps
-    /// reading the file it has open, and walks past the damage).
+    /// reading the file it has open, and walks past the damage). The
+    /// directory is not synced: should the removal not survive a crash, the
+    /// damage is found again, as it was this time.
     fn note_failure(&self, block: usize) {
         if self.failed.swap(true, Ordering::Relaxed) {
             return;
@@ -674,7 +676,11 @@ mod tests {
         assert!(!path.exists(), "removed, for the next start to rebuild");
         assert!(on_disk.entries().is_err());
         file.set_len(10).unwrap();
-        assert_eq!(on_disk.position_of_last(|e| e.offset <= 1005), 0, "a cut file");
+        assert_eq!(
+            on_disk.position_of_last(|e| e.offset <= 2605),
+            2 * SUMMARY_STRIDE as u64 * 4096,
+            "a cut file: the block's first entry"
+        );
     }
 
     #[test]
@@ -685,7 +691,7 @@ mod tests {
         let path = dir.path().join("0.index");
         let write = |bytes: &[u8]| std::fs::write(&path, bytes).unwrap();
         write(&bytes);
-        let opened = SparseIndex::open(&path).unwrap();
+        let opened = SparseIndex::open(&path).unwrap().unwrap();
         assert!(!opened.earlier_format);
         let (index, read_footer) = (opened.index, opened.footer);
         assert_eq!(
@@ -701,7 +707,7 @@ mod tests {
         let mut in_entries = bytes.clone();
         in_entries[30] ^= 1;
         write(&in_entries);
-        assert!(SparseIndex::open(&path).is_some());
+        assert!(SparseIndex::open(&path).unwrap().is_some());
         assert_eq!(decode(&in_entries), None, "read whole, it fails");
 
         let last_byte = bytes.len() - 1;
@@ -712,14 +718,14 @@ mod tests {
             let mut scribbled = bytes.clone();
             scribbled[at] ^= 1;
             write(&scribbled);
-            assert!(SparseIndex::open(&path).is_none(), "{what}");
+            assert!(SparseIndex::open(&path).unwrap().is_none(), "{what}");
         }
         write(&bytes[..bytes.len() - 1]);
-        assert!(SparseIndex::open(&path).is_none(), "torn");
+        assert!(SparseIndex::open(&path).unwrap().is_none(), "torn");
         write(b"MKI2");
-        assert!(SparseIndex::open(&path).is_none(), "short");
+        assert!(SparseIndex::open(&path).unwrap().is_none(), "short");
         std::fs::remove_file(&path).unwrap();
-        assert!(SparseIndex::open(&path).is_none(), "missing");
+        assert!(SparseIndex::open(&path).unwrap().is_none(), "missing");
     }
 
     #[test]
@@ -738,10 +744,12 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("0.index");
             std::fs::write(&path, &bytes).unwrap();
-            let opened = SparseIndex::open(&path).unwrap();
+            let opened = SparseIndex::open(&path).unwrap().unwrap();
             assert_eq!(opened.earlier_format, format == "MKI1");
             let (index, read_footer) = (opened.index, opened.footer);
-            assert_eq!((index.held(), read_footer), (4, footer), "{format}");
+            // MKI1 entries are held, for the segment to write them again.
+            let held = if format == "MKI1" { entries.len() } else { 4 };
+            assert_eq!((index.held(), read_footer), (held, footer), "{format}");
             assert_eq!(index.entries().unwrap(), &entries[..], "{format}");
             assert_eq!(index.position_of_last(|e| e.offset <= 3333), 333 * 4096, "{format}");
         }

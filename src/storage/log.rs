@@ -384,6 +384,11 @@ impl PartitionLog {
         self.segments.iter().map(Segment::index_entries_held).sum()
     }
 
+    /// Bytes of index held in memory, over all segments.
+    pub fn index_bytes_held(&self) -> usize {
+        self.segments.iter().map(Segment::index_bytes_held).sum()
+    }
+
     fn active(&mut self) -> &mut Segment {
         self.segments.last_mut().expect("a log always has a segment")
     }

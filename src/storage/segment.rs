@@ -150,6 +150,11 @@ impl Segment {
         self.index.held()
     }
 
+    /// Bytes of index held in memory.
+    pub fn index_bytes_held(&self) -> usize {
+        self.index.bytes_held()
+    }
+
     /// Takes note of a batch that now ends the segment (appended, or found
     /// by a scan).
     pub fn note_batch(&mut self, batch: BatchInfo) {
@@ -423,17 +428,26 @@ impl Segment {
     /// index file in `dir` is read only as far as its summary: lookups
     /// read the rest as they need it.
     pub fn open_index_on_disk(&mut self, dir: &Path, file_bytes: u64) -> bool {
-        let Some(opened) = SparseIndex::open(&dir.join(index_file_name(self.base_offset))) else {
-            return false;
+        let path = dir.join(index_file_name(self.base_offset));
+        let opened = match SparseIndex::open(&path) {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return false,
+            Err(e) => {
+                // Out of file descriptors, say: the scan that follows costs
+                // the start time, so it should not go unexplained.
+                tracing::warn!(path = %path.display(), error = %e, "cannot read a segment index; scanning the segment");
+                return false;
+            }
         };
         if !self.take_index(opened.index, &opened.footer, file_bytes) {
             return false;
         }
         if opened.earlier_format {
             // Written again with a summary, so that the next start reads
-            // only that; this process keeps the file it has open.
-            if let Err(e) = self.write_index(dir) {
-                tracing::warn!(error = %e, base_offset = self.base_offset, "could not write an index in the current format");
+            // only that, and served from that file from now on.
+            match self.write_index(dir) {
+                Ok(()) => self.keep_index_on_disk(dir),
+                Err(e) => tracing::warn!(error = %e, "could not write an index in the current format"),
             }
         }
         true
@@ -477,8 +491,9 @@ impl Segment {
     /// `dir` from now on, which must be this segment's (just written).
     /// Should that file not read back, the entries stay in memory.
     pub fn keep_index_on_disk(&mut self, dir: &Path) {
-        if let Err(e) = self.index.keep_on_disk(&dir.join(index_file_name(self.base_offset))) {
-            tracing::warn!(error = %e, base_offset = self.base_offset, "keeping a closed segment's index in memory");
+        let path = dir.join(index_file_name(self.base_offset));
+        if let Err(e) = self.index.keep_on_disk(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "keeping a closed segment's index in memory");
         }
     }
 
@@ -523,8 +538,9 @@ impl Segment {
 
     /// Writes this segment's index beside it (atomically).
     pub fn write_index(&self, dir: &Path) -> Result<(), super::StorageError> {
-        let bytes = self.encode_index().map_err(|e| super::StorageError::io(dir, e))?;
-        super::write_atomically(&dir.join(index_file_name(self.base_offset)), &bytes)
+        let path = dir.join(index_file_name(self.base_offset));
+        let bytes = self.encode_index().map_err(|e| super::StorageError::io(&path, e))?;
+        super::write_atomically(&path, &bytes)
     }
 }
 

@@ -180,7 +180,9 @@ pub async fn spawn_broker_with_env(data_dir: &Path, extra: &[&str], env: &[(&str
 }
 
 /// As [`spawn_broker_with`], run by `command`: the binary itself, or a
-/// program that runs what follows its own arguments (prlimit, say).
+/// program that runs what follows its own arguments (prlimit, say). The
+/// environment is `command`'s: set RUST_LOG there (the "listening" line is
+/// logged at info).
 pub async fn spawn_broker_as(mut command: tokio::process::Command, data_dir: &Path, extra: &[&str]) -> RunningBinary {
     use tokio::io::AsyncBufReadExt;
     let mut child = command
