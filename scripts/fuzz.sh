@@ -20,10 +20,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seconds="${1:-30}"
 shift || true
-declare -A ci_runs=([request_frame]=1000000 [record_batch]=400000 [response_round_trip]=1000000)
+declare -A ci_runs=([request_frame]=1000000 [record_batch]=400000 [response_round_trip]=1000000 [index_file]=100000)
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(request_frame record_batch response_round_trip)
+    targets=(request_frame record_batch response_round_trip index_file)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -34,7 +34,7 @@ export RUSTC_BOOTSTRAP=1
 # Seeds: real clients' request frames; their produced batches; and an empty
 # body for every API at version 0 for the response decoder.
 corpus=fuzz/corpus
-mkdir -p "$corpus/request_frame" "$corpus/record_batch" "$corpus/response_round_trip"
+mkdir -p "$corpus/request_frame" "$corpus/record_batch" "$corpus/response_round_trip" "$corpus/index_file"
 cp tests/fixtures/requests/*.bin "$corpus/request_frame/"
 python3 - "$corpus" <<'PY'
 import glob, os, struct, sys
