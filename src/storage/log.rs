@@ -1189,6 +1189,36 @@ mod tests {
         assert_eq!(log.batches().unwrap().len(), 1);
     }
 
+    /// A closed segment without its index is scanned; damage found there
+    /// cuts the log, and the segments after it go too, their indexes with
+    /// them: what follows a cut cannot follow its offsets.
+    #[test]
+    fn damage_in_a_closed_segment_cuts_the_log_there_and_drops_what_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 3);
+        log.close().unwrap();
+        drop(log);
+        std::fs::remove_file(dir.path().join(index_file_name(0))).unwrap();
+        // The second batch of segment 0 (offsets 2 and 3), scribbled.
+        let batch_bytes = sample_batch(2).len() as u64;
+        overwrite(&dir.path().join(segment_file_name(0)), batch_bytes + 40, b"garbage");
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.next_offset(), 2, "only segment 0's first batch is left");
+        assert_eq!(log.recovery().bytes_cut, batch_bytes);
+        assert_eq!(log.batches().unwrap().len(), 1);
+        for base in [4, 8] {
+            assert!(!dir.path().join(segment_file_name(base)).exists(), "segment {base}");
+            assert!(!dir.path().join(index_file_name(base)).exists(), "index {base}");
+        }
+        // Appends go on from the cut, and survive a reopen.
+        assert_eq!(append(&mut log, 2).base_offset, 2);
+        log.close().unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(log.next_offset(), 4);
+        assert_eq!(log.batches().unwrap().len(), 2);
+    }
+
     #[test]
     fn segments_roll_and_reads_cross_them() {
         let dir = tempfile::tempdir().unwrap();
