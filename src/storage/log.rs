@@ -1219,6 +1219,38 @@ mod tests {
         assert_eq!(log.batches().unwrap().len(), 2);
     }
 
+    /// The log-start checkpoint as a start finds it: missing (the first
+    /// segment's base), outside the log (brought inside and written back),
+    /// or not an offset (the open fails, naming the file).
+    #[test]
+    fn a_log_start_checkpoint_is_kept_inside_the_log_and_a_garbled_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = log_with_segments(dir.path(), 3);
+        assert_eq!(log.delete_records_before(6).unwrap(), 6);
+        log.close().unwrap();
+        drop(log);
+        let checkpoint = dir.path().join(LOG_START_CHECKPOINT);
+        let reopened_start = || PartitionLog::open(dir.path()).unwrap().log_start_offset();
+        assert_eq!(reopened_start(), 6);
+
+        std::fs::remove_file(&checkpoint).unwrap();
+        assert_eq!(reopened_start(), 4, "the first segment kept");
+        for (written, start) in [("999\n", 12), ("1\n", 4)] {
+            std::fs::write(&checkpoint, written).unwrap();
+            assert_eq!(reopened_start(), start, "{written:?}");
+            assert_eq!(
+                std::fs::read_to_string(&checkpoint).unwrap(),
+                format!("{start}\n"),
+                "written back"
+            );
+        }
+        std::fs::write(&checkpoint, "six\n").unwrap();
+        let refused = PartitionLog::open(dir.path())
+            .err()
+            .expect("a garbled checkpoint is refused");
+        assert!(refused.to_string().contains(LOG_START_CHECKPOINT), "{refused}");
+    }
+
     #[test]
     fn segments_roll_and_reads_cross_them() {
         let dir = tempfile::tempdir().unwrap();
