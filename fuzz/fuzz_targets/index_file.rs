@@ -38,7 +38,9 @@ fn encoded(input: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, input)) = data.split_first() else { return };
+    let Some((&selector, input)) = data.split_first() else {
+        return;
+    };
     let bytes = match selector >> 6 {
         0 => encoded(input),
         1 => {

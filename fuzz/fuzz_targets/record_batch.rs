@@ -11,7 +11,9 @@ use minikafka::protocol::record_batch::{batch_crc, validate_produced_batch};
 use minikafka::protocol::records::decode_batch;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, batch)) = data.split_first() else { return };
+    let Some((&selector, batch)) = data.split_first() else {
+        return;
+    };
     let version = 3 + i16::from(selector % 9);
     let mut batch = batch.to_vec();
     if selector & 0x80 != 0 && batch.len() >= 61 {

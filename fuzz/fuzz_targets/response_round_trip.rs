@@ -10,12 +10,16 @@ use minikafka::protocol::messages::Response;
 
 fuzz_target!(|data: &[u8]| {
     let [k0, k1, v0, v1, body @ ..] = data else { return };
-    let Some(api) = ApiKey::from_i16(i16::from_be_bytes([*k0, *k1])) else { return };
+    let Some(api) = ApiKey::from_i16(i16::from_be_bytes([*k0, *k1])) else {
+        return;
+    };
     let version = i16::from_be_bytes([*v0, *v1]);
     if !api.spec().supports(version) {
         return;
     }
-    let Ok(response) = Response::decode(api, version, &Bytes::copy_from_slice(body)) else { return };
+    let Ok(response) = Response::decode(api, version, &Bytes::copy_from_slice(body)) else {
+        return;
+    };
     let mut encoded = Vec::new();
     response.encode(version, &mut encoded);
     let again = Response::decode(api, version, &Bytes::from(encoded))
