@@ -417,10 +417,7 @@ async fn producers_idle_for_the_expiration_time_are_forgotten() {
     })
     .await;
     broker.broker().get_or_create_topic("expiring", 1).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let mut client = RawClient::connect(broker.local_addr()).await;
     let idle = idempotent_batch_at(now - 120_000, 7, 0, 0, &["a", "b"]);
     let recent = idempotent_batch_at(now, 8, 0, 0, &["c"]);
@@ -482,10 +479,7 @@ async fn issued_epochs_are_forgotten_after_the_expiration_time() {
     let (silent, writer) = (bumped[0], bumped[1]);
     // The writer's epoch 1 reaches a partition, stamped a minute ahead so
     // that the partition still holds it at the expiry below.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let batch = idempotent_batch_at(now + 61_000, writer, 1, 0, &["a"]);
     assert_eq!(
         send_produce(&mut client, &produce_frame("resumed", batch, 1)).await,

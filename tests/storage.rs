@@ -22,10 +22,7 @@ use rdkafka::Message;
 
 fn batch(i: usize) -> Bytes {
     // Timestamps of now: retention.ms (7 days) must not be what deletes them.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     let mut builder = RecordBatchBuilder::new(now);
     for j in 0..10 {
         builder.push(Record {

@@ -499,3 +499,11 @@ pub fn consumer_from_beginning(bootstrap: &str, topic: &str, partitions: i32) ->
     consumer.assign(&assignment).unwrap();
     consumer
 }
+
+/// The wall clock in ms, as record timestamps and the broker's expiry use it.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
