@@ -356,3 +356,84 @@ async fn clients_read_closed_segments_through_their_index_files() {
     }
     broker.shutdown().await;
 }
+
+/// Sends `count` records one at a time with rdkafka, each after the last
+/// was answered, and returns the partition's fsync count after each answer.
+async fn fsyncs_after_each_answer(broker: &minikafka::BrokerHandle, topic: &str, acks: &str, count: usize) -> Vec<u64> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    broker.broker().get_or_create_topic(topic, 1).unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.local_addr().to_string())
+        .set("acks", acks)
+        .create()
+        .unwrap();
+    let mut fsyncs = Vec::new();
+    for i in 0..count {
+        let delivery = producer
+            .send(FutureRecord::<(), _>::to(topic).payload(&format!("v{i}")), DEADLINE)
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+        assert_eq!(delivery.offset, i as i64);
+        let topic = broker.broker().topic(topic).unwrap();
+        fsyncs.push(topic.partition(0).unwrap().durable_syncs());
+    }
+    fsyncs
+}
+
+/// `--fsync always`: every answer to acks=all waits for an fsync that
+/// covers its batch (one per produce here, as each waits for the last).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_fsync_always_each_answer_follows_an_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        fsync_always: true,
+        ..config(dir.path(), 1)
+    })
+    .await;
+    assert_eq!(
+        fsyncs_after_each_answer(&broker, "synced", "all", 4).await,
+        [1, 2, 3, 4]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    assert_eq!(
+        fsyncs_after_each_answer(&broker, "unsynced", "all", 2).await,
+        [0, 0],
+        "the default answers from the page cache"
+    );
+}
+
+/// `--flush-messages 2` (Kafka's `log.flush.interval.messages`): the
+/// produce that brings a partition to two unsynced records is answered
+/// after an fsync, whatever the acks. `--flush-ms`: a quiet partition with
+/// unsynced records is fsynced within the interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flush_policies_fsync_by_count_and_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        flush_messages: Some(2),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    assert_eq!(
+        fsyncs_after_each_answer(&broker, "by-count", "1", 6).await,
+        [0, 1, 1, 2, 2, 3]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        flush_ms: Some(50),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    fsyncs_after_each_answer(&broker, "by-time", "1", 1).await;
+    let partition_state = || {
+        let topic = broker.broker().topic("by-time").unwrap();
+        let partition = topic.partition(0).unwrap();
+        let unflushed = partition.log().unflushed_messages();
+        (partition.durable_syncs(), unflushed)
+    };
+    eventually("the flusher to fsync", || Some(partition_state()).filter(|s| s.0 > 0)).await;
+    assert_eq!(partition_state().1, 0, "nothing left unsynced");
+}

@@ -435,6 +435,9 @@ impl Broker {
         };
         // Clients still holding the topic write to unlinked files, which
         // vanish when the last handle goes, as Kafka's deleted logs do.
+        for partition in &topic.partitions {
+            partition.log().mark_deleted();
+        }
         self.catalog
             .delete_topic(name, topic.partitions.len() as i32)
             .map_err(AdminError::Storage)?;
@@ -684,18 +687,29 @@ impl Broker {
     /// `log.flush.interval.ms`), until shutdown. Returns at once if unset.
     pub async fn run_flusher(&self) {
         let Some(interval) = self.config.flush_ms else { return };
-        self.every(std::time::Duration::from_millis(interval), || self.flush_unflushed())
-            .await;
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(interval)) => {}
+                _ = Broker::stopped(&mut shutdown) => return,
+            }
+            self.flush_unflushed().await;
+        }
     }
 
-    fn flush_unflushed(&self) {
+    /// Fsyncs, as group commit does (outside the log's lock), each
+    /// partition with records appended since its last sync.
+    async fn flush_unflushed(&self) {
         for topic in self.topics() {
             for partition in &topic.partitions {
-                let mut log = partition.log();
-                if log.unflushed_messages() == 0 {
-                    continue;
-                }
-                if let Err(e) = log.sync() {
+                let end = {
+                    let log = partition.log();
+                    if log.unflushed_messages() == 0 {
+                        continue;
+                    }
+                    log.next_offset()
+                };
+                if let Err(e) = partition.make_durable(end).await {
                     tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "fsync failed");
                 }
             }

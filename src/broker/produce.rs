@@ -46,24 +46,39 @@ pub async fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> 
     } else {
         None
     };
+    // Partitions that reached `--flush-messages` with this request, by
+    // topic and place in its answer.
+    let mut flush_due = Vec::new();
     let mut responses: Vec<TopicProduceResponse> = request
         .topic_data
         .iter()
-        .map(|topic| TopicProduceResponse {
+        .enumerate()
+        .map(|(t, topic)| TopicProduceResponse {
             name: topic.name.clone(),
             partition_responses: topic
                 .partition_data
                 .iter()
-                .map(|data| match &refusal {
+                .enumerate()
+                .map(|(p, data)| match &refusal {
                     Some((code, message)) => failed(data.index, *code, message.clone()),
-                    None => append(broker, version, &topic.name, data),
+                    None => {
+                        let (response, due) = append(broker, version, &topic.name, data);
+                        if due {
+                            flush_due.push((t, p));
+                        }
+                        response
+                    }
                 })
                 .collect(),
         })
         .collect();
     broker.appended.notify_waiters();
     if request.acks != 0 && broker.config().fsync_always {
-        make_durable(broker, &mut responses).await;
+        make_durable(broker, &mut responses, |_, _| true).await;
+    } else if !flush_due.is_empty() {
+        // Kafka flushes in the append that reaches flush.messages, whatever
+        // the acks, and answers after it.
+        make_durable(broker, &mut responses, |t, p| flush_due.contains(&(t, p))).await;
     }
     if request.acks != 0 {
         return ProduceOutcome::Respond(ProduceResponse {
@@ -87,16 +102,18 @@ pub async fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> 
     failure.map_or(ProduceOutcome::Silent, ProduceOutcome::Close)
 }
 
-/// With `--fsync always`: holds each successful partition's answer until
-/// its batch is on disk. An fsync that fails turns the answer into
-/// KAFKA_STORAGE_ERROR: the producer retries rather than believing it.
-async fn make_durable(broker: &Broker, responses: &mut [TopicProduceResponse]) {
-    for topic_response in responses {
+/// With `--fsync always`, or for the partitions that reached
+/// `--flush-messages` (`chosen`, by topic and partition place in the
+/// answer): holds each successful partition's answer until its batch is on
+/// disk. An fsync that fails turns the answer into KAFKA_STORAGE_ERROR: the
+/// producer retries rather than believing it.
+async fn make_durable(broker: &Broker, responses: &mut [TopicProduceResponse], chosen: impl Fn(usize, usize) -> bool) {
+    for (t, topic_response) in responses.iter_mut().enumerate() {
         let Some(topic) = broker.topic(&topic_response.name) else {
             continue;
         };
-        for response in &mut topic_response.partition_responses {
-            if response.error_code != ErrorCode::None.code() {
+        for (p, response) in topic_response.partition_responses.iter_mut().enumerate() {
+            if response.error_code != ErrorCode::None.code() || !chosen(t, p) {
                 continue;
             }
             let Some(partition) = topic.partition(response.index) else {
@@ -124,23 +141,49 @@ fn failed(index: i32, code: ErrorCode, message: String) -> PartitionProduceRespo
     }
 }
 
-fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProduceData) -> PartitionProduceResponse {
+/// Appends one partition's batch; the answer, and whether the partition
+/// reached `--flush-messages` and is due an fsync.
+fn append(
+    broker: &Broker,
+    version: i16,
+    topic_name: &str,
+    data: &PartitionProduceData,
+) -> (PartitionProduceResponse, bool) {
     let Some(topic) = broker.topic(topic_name) else {
-        return failed(
+        let response = failed(
             data.index,
             ErrorCode::UnknownTopicOrPartition,
             format!("unknown topic {topic_name}"),
         );
+        return (response, false);
     };
     let Some(partition) = topic.partition(data.index) else {
-        return failed(
+        let response = failed(
             data.index,
             ErrorCode::UnknownTopicOrPartition,
             format!("{topic_name} has no partition {}", data.index),
         );
+        return (response, false);
     };
+    let response = append_to(broker, version, &topic, partition, data);
+    let due = response.error_code == ErrorCode::None.code()
+        && broker
+            .config()
+            .flush_messages
+            .is_some_and(|n| partition.log().unflushed_messages() >= n);
+    (response, due)
+}
+
+fn append_to(
+    broker: &Broker,
+    version: i16,
+    topic: &crate::broker::topic::Topic,
+    partition: &crate::broker::topic::Partition,
+    data: &PartitionProduceData,
+) -> PartitionProduceResponse {
+    let topic_name = topic.name.as_str();
     let max_bytes = broker
-        .topic_number(&topic, "max.message.bytes")
+        .topic_number(topic, "max.message.bytes")
         .map_or(broker.config().message_max_bytes, |b| b.max(0) as usize);
     let header = match validate_produced_batch(data.records.as_ref(), version, max_bytes) {
         Ok(header) => header,
@@ -161,7 +204,7 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
     // one case where the stored batch differs from what was sent (the CRC
     // covers the timestamp, so it is computed again), as in Kafka.
     let log_append_time = topic_config::find("message.timestamp.type")
-        .is_some_and(|def| broker.topic_config_value(&topic, def).trim() == "LogAppendTime");
+        .is_some_and(|def| broker.topic_config_value(topic, def).trim() == "LogAppendTime");
     let (stamped, append_time) = if log_append_time {
         let now = super::wall_clock_ms();
         (Some(stamp_log_append_time(records, now)), now)
@@ -193,23 +236,14 @@ fn append(broker: &Broker, version: i16, topic_name: &str, data: &PartitionProdu
         }
     }
     match log.append(records, &header, LEADER_EPOCH) {
-        Ok(appended) => {
-            let flush_due = broker
-                .config()
-                .flush_messages
-                .is_some_and(|n| log.unflushed_messages() >= n);
-            if let Err(e) = if flush_due { log.sync() } else { Ok(()) } {
-                tracing::error!(topic = topic_name, partition = data.index, error = %e, "fsync failed");
-            }
-            PartitionProduceResponse {
-                index: data.index,
-                error_code: ErrorCode::None.code(),
-                base_offset: appended.base_offset,
-                log_append_time_ms: append_time,
-                log_start_offset: log.log_start_offset(),
-                ..Default::default()
-            }
-        }
+        Ok(appended) => PartitionProduceResponse {
+            index: data.index,
+            error_code: ErrorCode::None.code(),
+            base_offset: appended.base_offset,
+            log_append_time_ms: append_time,
+            log_start_offset: log.log_start_offset(),
+            ..Default::default()
+        },
         Err(e) => {
             tracing::error!(topic = topic_name, partition = data.index, error = %e, "append failed");
             failed(

@@ -20,8 +20,9 @@
 //!   when the batches after its last index entry do not check out: it is
 //!   the one a crash tears, and the one damage is cut from.
 //!
-//! A closed segment's index is written only once the segment is synced,
-//! and a clean close writes the active segment's too. So after a clean
+//! A closed segment's index is written only once the segment is synced
+//! (by the roll's background flush, [`super::roll_flush`]), and a clean
+//! close writes the active segment's too. So after a clean
 //! shutdown only the tail of the active segment is read, and after a crash
 //! the active segment, whatever the size of the log. Everything after a cut is removed. Producer state
 //! comes from the newest snapshot at or below the log end, then the batch
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use bytes::Bytes;
 
 use super::producer_state::ProducerStates;
+use super::roll_flush::{RollFlushes, RolledSegment};
 use super::segment::{Backing, BatchInfo, Segment, index_file_name, is_intact, segment_file_name};
 use super::{StorageError, write_atomically};
 use crate::protocol::FetchedRecords;
@@ -103,6 +105,11 @@ pub struct PartitionLog {
     /// `i64::MAX`: none), so that it reaches the log even when nobody waits
     /// for that fsync any more (a connection cut at shutdown).
     failed_outside: Arc<AtomicI64>,
+    /// Fsyncs of rolled segments, run in the background ([`super::roll_flush`]).
+    flushes: Arc<RollFlushes>,
+    /// Closed segments ending at or before this offset have had their
+    /// flush taken in: their index was swapped for the one on disk.
+    taken_in_below: i64,
     /// A clean close wrote the marker; an append after it must remove it.
     closed: bool,
     recovery: Recovery,
@@ -122,6 +129,8 @@ impl PartitionLog {
             unflushed: 0,
             failed_sync: false,
             failed_outside: Arc::new(AtomicI64::new(i64::MAX)),
+            flushes: RollFlushes::new(0),
+            taken_in_below: 0,
             closed: false,
             recovery: Recovery::default(),
         }
@@ -210,7 +219,7 @@ impl PartitionLog {
                     std::fs::read(&index_path).is_ok_and(|bytes| segment.load_index(&bytes, file_bytes))
                 };
             // A closed segment's index is written after the segment's fsync
-            // (at its roll, or below after a scan), so it vouches for the
+            // (by its roll's flush, or below after a scan), so it vouches for the
             // segment after a crash too: Kafka's recovery point sits at the
             // active segment for the same reason. The active segment's
             // index comes only from a clean close, and even then its tail
@@ -268,6 +277,8 @@ impl PartitionLog {
         let first = segments.first().map_or(0, |s| s.base_offset);
         let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT))?;
         let log_start_offset = checkpoint.unwrap_or(first).max(first).min(next_offset);
+        // Closed segments were synced at their roll or by the scan above.
+        let active_base = segments.last().map_or(0, |s| s.base_offset);
         let mut log = PartitionLog {
             dir: Some(dir.to_path_buf()),
             segment_bytes: SEGMENT_BYTES_DEFAULT,
@@ -279,6 +290,8 @@ impl PartitionLog {
             unflushed: 0,
             failed_sync: false,
             failed_outside: Arc::new(AtomicI64::new(i64::MAX)),
+            flushes: RollFlushes::new(active_base),
+            taken_in_below: active_base,
             closed: false,
             recovery,
         };
@@ -393,35 +406,47 @@ impl PartitionLog {
         self.segments.last_mut().expect("a log always has a segment")
     }
 
-    /// Starts a new active segment at the next offset.
+    /// Starts a new active segment at the next offset, and writes a
+    /// producer state snapshot (not yet fsynced). The closed segment's
+    /// fsync, the snapshot's and the directory's, then the closed segment's
+    /// index, are queued for the background ([`super::roll_flush`]).
     fn roll(&mut self) -> io::Result<()> {
         let base_offset = self.next_offset;
         let backing = match &self.dir {
             Some(dir) => {
                 let path = dir.join(segment_file_name(base_offset));
                 let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-                // The segment before is complete: make it durable before
-                // anything lands in the next one.
-                let previous = match self.segments.last().map(|s| &s.backing) {
-                    Some(Backing::File { file, .. }) => file.sync_data(),
-                    _ => Ok(()),
-                };
-                // The new file's name must survive a crash too.
-                if let Err(e) = previous.and_then(|()| File::open(dir)?.sync_all()) {
-                    self.failed_sync = true;
-                    return Err(e);
-                }
-                // Written after the fsync above, so an index on disk never
-                // describes data that is not. Both only spare work at the
-                // next start: a failure is logged, not fatal.
-                if let Some(closed) = self.segments.last_mut() {
-                    match closed.write_index(dir) {
-                        Ok(()) => closed.keep_index_on_disk(dir),
-                        Err(e) => tracing::warn!(error = %e, "could not write a closed segment's index"),
-                    }
-                }
-                if let Err(e) = self.write_snapshot() {
-                    tracing::warn!(error = %e, "could not write a producer state snapshot");
+                if let Some(closed) = self.segments.last()
+                    && let Backing::File { file, path } = &closed.backing
+                {
+                    let index = closed
+                        .encode_index()
+                        .inspect_err(|e| {
+                            // Only costs the next start a scan of the segment.
+                            tracing::warn!(error = %e, "could not encode a closed segment's index");
+                        })
+                        .ok();
+                    // Written now, as the state it describes is, so that a
+                    // process that dies before the flush still finds it; the
+                    // flush makes it durable, then removes older ones.
+                    let snapshot = dir.join(snapshot_file_name(base_offset));
+                    let snapshot = match store_snapshot(dir, base_offset, &self.producers.encode_snapshot(), false) {
+                        Ok(()) => Some(snapshot),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not write a producer state snapshot");
+                            None
+                        }
+                    };
+                    let rolled = RolledSegment {
+                        file: file.clone(),
+                        path: path.clone(),
+                        dir: dir.clone(),
+                        base_offset: closed.base_offset,
+                        end: base_offset,
+                        index,
+                        snapshot,
+                    };
+                    self.flushes.submit(rolled, self.failed_outside.clone());
                 }
                 Backing::File {
                     path,
@@ -435,20 +460,55 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Waits for the background flushes of every closed segment, and takes
+    /// in their index files: what a clean close needs, and what a test
+    /// that crashes after a roll waits for.
+    pub fn settle_rolled_segments(&mut self) {
+        if self.dir.is_none() {
+            return;
+        }
+        let active_base = self.segments.last().map_or(0, |s| s.base_offset);
+        self.flushes.wait_until_settled(active_base);
+        self.take_in_flushes();
+    }
+
+    /// Swaps the index of each closed segment whose flush has run for the
+    /// one it wrote, so that closed segments hold only a summary.
+    fn take_in_flushes(&mut self) {
+        let settled = self.flushes.settled_below();
+        if settled <= self.taken_in_below {
+            return;
+        }
+        if let Some(dir) = &self.dir
+            && !self.failed_sync
+        {
+            let closed = self.segments.len().saturating_sub(1);
+            for i in 0..closed {
+                let end = self.segments[i + 1].base_offset;
+                if end > self.taken_in_below
+                    && end <= settled
+                    && dir.join(index_file_name(self.segments[i].base_offset)).exists()
+                {
+                    self.segments[i].keep_index_on_disk(dir);
+                }
+            }
+        }
+        self.taken_in_below = settled;
+    }
+
     /// Writes the producers' state as of the log end, keeping the newest
     /// [`SNAPSHOTS_KEPT`].
     fn write_snapshot(&self) -> Result<(), StorageError> {
         let Some(dir) = &self.dir else { return Ok(()) };
-        write_atomically(
-            &dir.join(snapshot_file_name(self.next_offset)),
-            &self.producers.encode_snapshot(),
-        )?;
-        let mut snapshots = list_snapshots(dir).map_err(|e| StorageError::io(dir, e))?;
-        snapshots.sort_unstable_by(|a, b| b.cmp(a));
-        for offset in snapshots.into_iter().skip(SNAPSHOTS_KEPT) {
-            remove_if_present(&dir.join(snapshot_file_name(offset)))?;
-        }
-        Ok(())
+        store_snapshot(dir, self.next_offset, &self.producers.encode_snapshot(), true)?;
+        prune_snapshots(dir)
+    }
+
+    /// The log's directory is about to be removed (DeleteTopics): flushes
+    /// still queued for it write nothing there. Appends may go on into the
+    /// unlinked files, as Kafka's deleted logs take them until closed.
+    pub fn mark_deleted(&mut self) {
+        self.flushes.mark_gone();
     }
 
     /// Whether the active segment is due to roll before taking `batch_bytes`.
@@ -675,16 +735,16 @@ impl PartitionLog {
         Ok(all)
     }
 
-    /// Makes everything appended so far durable (fsync of the data).
+    /// Makes everything appended so far durable (fsync of the data, of
+    /// the active segment and of closed ones whose flush has not run).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.check_not_failed()?;
-        if let Some(Backing::File { file, .. }) = self.segments.last().map(|s| &s.backing)
-            && let Err(e) = file.sync_data()
+        if let Some(handle) = self.sync_handle()?
+            && let Err(e) = handle.sync()
         {
-            self.failed_sync = true;
+            // The handle recorded the failure; take it in now.
+            let _ = self.check_not_failed();
             return Err(e);
         }
-        self.unflushed = 0;
         Ok(())
     }
 
@@ -692,6 +752,7 @@ impl PartitionLog {
     /// recovery: a producer state snapshot, then the clean-shutdown marker.
     pub fn close(&mut self) -> Result<(), StorageError> {
         let Some(dir) = self.dir.clone() else { return Ok(()) };
+        self.settle_rolled_segments();
         self.sync().map_err(|e| StorageError::io(&dir, e))?;
         if let Some(active) = self.segments.last()
             && let Err(e) = active.write_index(&dir)
@@ -716,18 +777,21 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// What an fsync outside the log's lock needs: a handle to the active
-    /// segment and the offset everything before which it makes durable
-    /// (earlier segments were synced when they rolled). `None` in memory.
+    /// What an fsync outside the log's lock needs: the active segment, the
+    /// flushes of the closed ones (the sync waits for those that have not
+    /// run), and the offset everything before which they make durable.
+    /// `None` in memory.
     pub fn sync_handle(&mut self) -> io::Result<Option<SyncHandle>> {
         self.check_not_failed()?;
         let end = self.next_offset;
         match self.segments.last().map(|s| &s.backing) {
             Some(Backing::File { file, .. }) => {
-                let file = file.try_clone()?;
+                let active_base = self.segments.last().map_or(0, |s| s.base_offset);
                 self.unflushed = 0;
                 Ok(Some(SyncHandle {
-                    file,
+                    file: file.clone(),
+                    flushes: self.flushes.clone(),
+                    flushed_below: active_base,
                     end,
                     failed: self.failed_outside.clone(),
                 }))
@@ -738,14 +802,17 @@ impl PartitionLog {
 
     /// Records that an fsync done outside the lock, on a
     /// [`sync_handle`](Self::sync_handle) that made offsets before `end`
-    /// durable, failed. A roll may have happened meanwhile, and its own
-    /// fsync cannot be relied on: Linux reports a writeback error once per
-    /// file, and the failed sync already took it. So the index files of the
+    /// durable, failed. A roll may have happened meanwhile, and the fsync
+    /// of its flush cannot be relied on: Linux reports a writeback error
+    /// once per file, and the failed sync already took it. So no flush
+    /// writes an index from now on, and the index files of the
     /// segments holding `end - 1` and after no longer vouch for them: they
     /// are removed, and those segments are scanned at the next start.
     pub fn mark_sync_failed(&mut self, end: i64) {
         self.failed_sync = true;
         let Some(dir) = &self.dir else { return };
+        // No background flush writes an index from here on either.
+        self.flushes.record_failure();
         for segment in &self.segments {
             if segment.last_offset.is_none_or(|last| last >= end - 1)
                 && let Err(e) = remove_if_present(&dir.join(index_file_name(segment.base_offset)))
@@ -755,11 +822,14 @@ impl PartitionLog {
         }
     }
 
+    /// Takes in what fsyncs outside the lock did: a failure, or the index
+    /// files of rolled segments.
     fn check_not_failed(&mut self) -> io::Result<()> {
         let failed_at = self.failed_outside.swap(i64::MAX, Ordering::SeqCst);
         if failed_at != i64::MAX {
             self.mark_sync_failed(failed_at);
         }
+        self.take_in_flushes();
         if self.failed_sync {
             return Err(io::Error::other("an earlier fsync of this log failed"));
         }
@@ -820,7 +890,7 @@ impl PartitionLog {
         self.log_start_offset = self.log_start_offset.max(new_start);
         self.checkpoint()?;
         for segment in removed {
-            remove_segment(segment)?;
+            remove_segment(segment, &self.flushes)?;
         }
         Ok(removable)
     }
@@ -828,7 +898,7 @@ impl PartitionLog {
     fn drop_segments_below_start(&mut self) -> io::Result<()> {
         while self.segments.len() > 1 && self.segments[1].base_offset <= self.log_start_offset {
             let segment = self.segments.remove(0);
-            remove_segment(segment)?;
+            remove_segment(segment, &self.flushes)?;
         }
         Ok(())
     }
@@ -843,10 +913,25 @@ impl PartitionLog {
     }
 }
 
-/// An fsync of the active segment to run outside the log's lock (see
+impl Drop for PartitionLog {
+    /// A log dropped without a close (a deleted topic's, or a crash as tests
+    /// make one) leaves its queued flushes nothing to write: what is on disk
+    /// is what a process that died here would leave.
+    fn drop(&mut self) {
+        self.flushes.mark_gone();
+    }
+}
+
+/// An fsync of the active segment, and a wait for the flushes of closed
+/// segments still pending, to run outside the log's lock (see
 /// [`PartitionLog::sync_handle`]).
 pub struct SyncHandle {
-    file: File,
+    /// The active segment when the handle was taken.
+    file: Arc<File>,
+    /// Closed segments below this offset must have been flushed (their data,
+    /// and the directory holding the active segment's name) too.
+    flushed_below: i64,
+    flushes: Arc<RollFlushes>,
     /// Everything before this offset is durable once the fsync succeeds.
     pub end: i64,
     failed: Arc<AtomicI64>,
@@ -857,20 +942,47 @@ impl SyncHandle {
     /// the answer: the log takes it in at its next operation, as
     /// [`PartitionLog::mark_sync_failed`] would.
     pub fn sync(self) -> io::Result<()> {
-        let synced = self.file.sync_data();
+        let synced = self.file.sync_data().and_then(|()| {
+            self.flushes.wait_until_settled(self.flushed_below);
+            if self.flushes.failed() {
+                return Err(io::Error::other("an fsync of this log failed"));
+            }
+            Ok(())
+        });
         if synced.is_err() {
+            self.flushes.record_failure();
             self.failed.fetch_min(self.end, Ordering::SeqCst);
         }
         synced
     }
 }
 
-fn remove_segment(segment: Segment) -> io::Result<()> {
+/// Deletes a segment's files. A background flush of the segment may still
+/// be queued; it writes nothing for a segment that is gone.
+fn remove_segment(segment: Segment, flushes: &RollFlushes) -> io::Result<()> {
     if let Backing::File { path, file } = segment.backing {
         drop(file);
+        let _files = flushes.lock_files();
         tracing::info!(path = %path.display(), "deleting segment");
         std::fs::remove_file(&path)?;
         remove_if_present(&path.with_extension("index")).map_err(|e| io::Error::other(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Writes a producer state snapshot as of `offset` into `dir` (fsynced, with
+/// `sync`).
+fn store_snapshot(dir: &Path, offset: i64, snapshot: &[u8], sync: bool) -> Result<(), StorageError> {
+    super::replace_file(&dir.join(snapshot_file_name(offset)), snapshot, sync)
+}
+
+/// Removes all but the newest [`SNAPSHOTS_KEPT`] snapshots: only once the
+/// newest is durable, so a power loss leaves one to start from.
+pub(super) fn prune_snapshots(dir: &Path) -> Result<(), StorageError> {
+    let mut snapshots = list_snapshots(dir).map_err(|e| StorageError::io(dir, e))?;
+    snapshots.sort_unstable_by(|a, b| b.cmp(a));
+    for offset in snapshots.into_iter().skip(SNAPSHOTS_KEPT) {
+        remove_if_present(&dir.join(snapshot_file_name(offset)))?;
     }
     Ok(())
 }
@@ -1087,6 +1199,7 @@ mod tests {
             append(&mut log, 2);
         }
         assert_eq!(log.segment_count(), 4);
+        log.settle_rolled_segments();
         log.mark_sync_failed(end);
         let indexed: Vec<bool> = [0, 4, 8, 12]
             .iter()
@@ -1097,6 +1210,77 @@ mod tests {
         let log = PartitionLog::open(dir.path()).unwrap();
         assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (false, 3));
         assert_eq!(log.next_offset(), 16);
+    }
+
+    /// A process that dies between a roll and the roll's background flush:
+    /// the closed segment has no index yet, so the next start scans it, and
+    /// rebuilds the index; a sync meanwhile covers the closed segment and
+    /// the directory too.
+    #[test]
+    fn a_crash_before_a_rolled_segments_flush_leaves_it_to_be_scanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        log.set_segment_bytes(sample_batch(2).len() as u64 * 2);
+        // Holding the lock its flush takes to write the index keeps the
+        // flush from finishing.
+        let flushes = log.flushes.clone();
+        let held = flushes.lock_files();
+        for _ in 0..4 {
+            append(&mut log, 2);
+        }
+        assert_eq!(log.segment_count(), 2);
+        let handle = log.sync_handle().unwrap().expect("a file-backed log");
+        assert_eq!(
+            (handle.flushes.settled_below(), handle.flushed_below, handle.end),
+            (0, 4, 8),
+            "a sync waits for the flush of segment 0"
+        );
+        // What a crash now leaves on disk.
+        let image = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), image.path().join(entry.file_name())).unwrap();
+        }
+        drop(held);
+        assert!(
+            !image.path().join(index_file_name(0)).exists(),
+            "no index before the flush"
+        );
+        assert!(
+            image.path().join(snapshot_file_name(4)).exists(),
+            "the roll's snapshot is written at the roll"
+        );
+        let crashed = PartitionLog::open(image.path()).unwrap();
+        assert_eq!(
+            (crashed.recovery().segments_scanned, crashed.next_offset()),
+            (2, 8),
+            "both segments scanned, nothing lost"
+        );
+        assert!(image.path().join(index_file_name(0)).exists(), "the index rebuilt");
+        // The flush itself finishes once the lock is free.
+        log.settle_rolled_segments();
+        assert!(dir.path().join(index_file_name(0)).exists());
+        handle.sync().unwrap();
+    }
+
+    /// A close right after rolls waits for their flushes: every closed
+    /// segment has its index, and the next start reads none of them.
+    #[test]
+    fn a_clean_close_waits_for_the_flushes_of_rolled_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        log.set_segment_bytes(sample_batch(2).len() as u64 * 2);
+        for _ in 0..10 {
+            append(&mut log, 2);
+        }
+        log.close().unwrap();
+        for base in [0, 4, 8, 12, 16] {
+            assert!(dir.path().join(index_file_name(base)).exists(), "index {base}");
+        }
+        drop(log);
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!((log.recovery().clean, log.recovery().segments_scanned), (true, 0));
+        assert_eq!(log.next_offset(), 20);
     }
 
     #[test]
@@ -1344,6 +1528,8 @@ mod tests {
             append(&mut log, 2);
         }
         assert_eq!(log.segment_count(), segments);
+        // As if the background had caught up before whatever comes next.
+        log.settle_rolled_segments();
         log
     }
 
@@ -1550,6 +1736,7 @@ mod tests {
         // Every batch in a closed segment.
         on_disk.roll_unless_empty().unwrap();
         held.roll_unless_empty().unwrap();
+        on_disk.settle_rolled_segments();
         assert!(on_disk.segment_count() >= 4, "{} segments", on_disk.segment_count());
         let end = held.next_offset();
         let same_answers = |log: &PartitionLog, when: &str| {

@@ -24,6 +24,7 @@ pub mod log;
 pub mod offsets;
 pub mod producer_ids;
 pub mod producer_state;
+mod roll_flush;
 pub mod segment;
 
 pub use catalog::{BrokerConfigScope, Catalog, StoredTopic};
@@ -61,14 +62,26 @@ impl StorageError {
 /// it, rename it over the old one, and sync the directory so the rename
 /// itself survives a crash.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), StorageError> {
+    replace_file(path, contents, true)
+}
+
+/// Replaces `path` with `contents` through a temporary file and a rename,
+/// so readers see the old file or the new one whole; with `sync`, the
+/// file and then its directory are fsynced around the rename, so a power
+/// loss does too.
+pub(crate) fn replace_file(path: &Path, contents: &[u8], sync: bool) -> Result<(), StorageError> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(contents)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
+        if sync && let Some(dir) = path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
         Ok(())
