@@ -165,21 +165,21 @@ fn append(
         );
         return (response, false);
     };
-    let response = append_to(broker, version, &topic, partition, data);
-    let due = response.error_code == ErrorCode::None.code()
-        && broker
-            .config()
-            .flush_messages
-            .is_some_and(|n| partition.log().unflushed_messages() >= n);
-    (response, due)
+    let mut flush_due = false;
+    let response = append_to(broker, version, &topic, partition, data, &mut flush_due);
+    (response, flush_due)
 }
 
+/// Appends to `partition`; sets `flush_due` when the append brought it to
+/// `--flush-messages` (read under the same lock, before a sync elsewhere
+/// can reset the count without covering this batch).
 fn append_to(
     broker: &Broker,
     version: i16,
     topic: &crate::broker::topic::Topic,
     partition: &crate::broker::topic::Partition,
     data: &PartitionProduceData,
+    flush_due: &mut bool,
 ) -> PartitionProduceResponse {
     let topic_name = topic.name.as_str();
     let max_bytes = broker
@@ -236,14 +236,20 @@ fn append_to(
         }
     }
     match log.append(records, &header, LEADER_EPOCH) {
-        Ok(appended) => PartitionProduceResponse {
-            index: data.index,
-            error_code: ErrorCode::None.code(),
-            base_offset: appended.base_offset,
-            log_append_time_ms: append_time,
-            log_start_offset: log.log_start_offset(),
-            ..Default::default()
-        },
+        Ok(appended) => {
+            *flush_due = broker
+                .config()
+                .flush_messages
+                .is_some_and(|n| log.unflushed_messages() >= n);
+            PartitionProduceResponse {
+                index: data.index,
+                error_code: ErrorCode::None.code(),
+                base_offset: appended.base_offset,
+                log_append_time_ms: append_time,
+                log_start_offset: log.log_start_offset(),
+                ..Default::default()
+            }
+        }
         Err(e) => {
             tracing::error!(topic = topic_name, partition = data.index, error = %e, "append failed");
             failed(

@@ -501,7 +501,14 @@ impl PartitionLog {
     fn write_snapshot(&self) -> Result<(), StorageError> {
         let Some(dir) = &self.dir else { return Ok(()) };
         store_snapshot(dir, self.next_offset, &self.producers.encode_snapshot(), true)?;
-        prune_snapshots(dir)
+        prune_snapshots(dir, i64::MAX)
+    }
+
+    /// Flushes rolled segments inside the append that rolls, not in the
+    /// background: for a log of small segments whose syncs must not wait
+    /// behind other logs' flushes.
+    pub fn flush_rolls_in_place(&mut self) {
+        self.flushes.flush_in_place();
     }
 
     /// The log's directory is about to be removed (DeleteTopics): flushes
@@ -735,8 +742,8 @@ impl PartitionLog {
         Ok(all)
     }
 
-    /// Makes everything appended so far durable (fsync of the data, of
-    /// the active segment and of closed ones whose flush has not run).
+    /// Makes everything appended so far durable: an fsync of the active
+    /// segment, and a wait for the flushes of closed ones that have not run.
     pub fn sync(&mut self) -> io::Result<()> {
         if let Some(handle) = self.sync_handle()?
             && let Err(e) = handle.sync()
@@ -784,10 +791,10 @@ impl PartitionLog {
     pub fn sync_handle(&mut self) -> io::Result<Option<SyncHandle>> {
         self.check_not_failed()?;
         let end = self.next_offset;
+        self.unflushed = 0;
         match self.segments.last().map(|s| &s.backing) {
             Some(Backing::File { file, .. }) => {
                 let active_base = self.segments.last().map_or(0, |s| s.base_offset);
-                self.unflushed = 0;
                 Ok(Some(SyncHandle {
                     file: file.clone(),
                     flushes: self.flushes.clone(),
@@ -943,7 +950,12 @@ impl SyncHandle {
     /// [`PartitionLog::mark_sync_failed`] would.
     pub fn sync(self) -> io::Result<()> {
         let synced = self.file.sync_data().and_then(|()| {
-            self.flushes.wait_until_settled(self.flushed_below);
+            // If the segment synced here has rolled since, its flush may
+            // have met a write-back error this fsync was not told of: wait
+            // for that flush too.
+            let rolled_since = self.flushes.submitted_below() > self.flushed_below;
+            self.flushes
+                .wait_until_settled(self.flushed_below + i64::from(rolled_since));
             if self.flushes.failed() {
                 return Err(io::Error::other("an fsync of this log failed"));
             }
@@ -976,10 +988,13 @@ fn store_snapshot(dir: &Path, offset: i64, snapshot: &[u8], sync: bool) -> Resul
     super::replace_file(&dir.join(snapshot_file_name(offset)), snapshot, sync)
 }
 
-/// Removes all but the newest [`SNAPSHOTS_KEPT`] snapshots: only once the
-/// newest is durable, so a power loss leaves one to start from.
-pub(super) fn prune_snapshots(dir: &Path) -> Result<(), StorageError> {
+/// Removes the snapshots at or below `durable_up_to` (a snapshot known to
+/// be fsynced, or `i64::MAX` when all are) but the newest
+/// [`SNAPSHOTS_KEPT`] of them; newer ones, not yet durable, stay too. So a
+/// power loss always leaves a durable one to start from.
+pub(super) fn prune_snapshots(dir: &Path, durable_up_to: i64) -> Result<(), StorageError> {
     let mut snapshots = list_snapshots(dir).map_err(|e| StorageError::io(dir, e))?;
+    snapshots.retain(|offset| *offset <= durable_up_to);
     snapshots.sort_unstable_by(|a, b| b.cmp(a));
     for offset in snapshots.into_iter().skip(SNAPSHOTS_KEPT) {
         remove_if_present(&dir.join(snapshot_file_name(offset)))?;
@@ -1261,6 +1276,27 @@ mod tests {
         log.settle_rolled_segments();
         assert!(dir.path().join(index_file_name(0)).exists());
         handle.sync().unwrap();
+    }
+
+    /// Snapshots newer than the one a flush made durable are not yet
+    /// durable themselves: pruning keeps them and the newest durable ones.
+    #[test]
+    fn pruning_keeps_the_newest_durable_snapshots_and_every_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for offset in [100, 200, 300, 400] {
+            std::fs::write(dir.path().join(snapshot_file_name(offset)), b"").unwrap();
+        }
+        let left = || {
+            let mut offsets = list_snapshots(dir.path()).unwrap();
+            offsets.sort_unstable();
+            offsets
+        };
+        prune_snapshots(dir.path(), 200).unwrap();
+        assert_eq!(left(), [100, 200, 300, 400]);
+        prune_snapshots(dir.path(), 300).unwrap();
+        assert_eq!(left(), [200, 300, 400]);
+        prune_snapshots(dir.path(), i64::MAX).unwrap();
+        assert_eq!(left(), [300, 400]);
     }
 
     /// A close right after rolls waits for their flushes: every closed

@@ -138,6 +138,9 @@ impl OffsetStore {
 
     fn with_log(mut log: PartitionLog) -> Self {
         log.set_segment_bytes(SEGMENT_BYTES);
+        // Its rewrite syncs under the store's lock, which group requests
+        // wait for: it must not queue behind partitions' large flushes.
+        log.flush_rolls_in_place();
         OffsetStore {
             log,
             committed: HashMap::new(),

@@ -49,6 +49,10 @@ pub(super) struct RollFlushes {
     /// Closed segments that end at or before this offset are flushed (or
     /// their flush failed, which `failed` says).
     settled_below: AtomicI64,
+    /// The end of the last segment whose flush was queued.
+    submitted_below: AtomicI64,
+    /// Flush in the rolling thread rather than the background one.
+    in_place: AtomicBool,
     /// An fsync of this log failed: no index written from then on may
     /// vouch for anything, so flushes write none.
     failed: AtomicBool,
@@ -68,6 +72,8 @@ impl RollFlushes {
     pub fn new(settled_below: i64) -> Arc<Self> {
         Arc::new(RollFlushes {
             settled_below: AtomicI64::new(settled_below),
+            submitted_below: AtomicI64::new(settled_below),
+            in_place: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             writing: Mutex::new(()),
@@ -78,6 +84,18 @@ impl RollFlushes {
     /// Closed segments ending at or before this offset need no fsync.
     pub fn settled_below(&self) -> i64 {
         self.settled_below.load(Ordering::Acquire)
+    }
+
+    /// The end of the last segment whose flush was queued.
+    pub fn submitted_below(&self) -> i64 {
+        self.submitted_below.load(Ordering::Acquire)
+    }
+
+    /// Makes rolls flush in place, inside the append that rolls: for a log
+    /// whose segments are small and whose syncs must not queue behind
+    /// other logs' flushes (the committed offsets').
+    pub fn flush_in_place(&self) {
+        self.in_place.store(true, Ordering::Release);
     }
 
     /// Whether an fsync of the log failed (here, or as recorded).
@@ -118,8 +136,12 @@ impl RollFlushes {
     /// as [`SyncHandle`](super::log::SyncHandle) records one, for the log to
     /// take in at its next operation.
     pub fn submit(self: &Arc<Self>, segment: RolledSegment, failed_at: Arc<AtomicI64>) {
+        self.submitted_below.fetch_max(segment.end, Ordering::AcqRel);
         let flushes = self.clone();
         let job: Job = Box::new(move || flushes.flush(segment, &failed_at));
+        if self.in_place.load(Ordering::Acquire) {
+            return job();
+        }
         match flusher() {
             Some(queue) => {
                 if let Err(returned) = queue.send(job) {
@@ -145,26 +167,23 @@ impl RollFlushes {
     }
 
     fn write_back(&self, segment: &RolledSegment, failed_at: &AtomicI64) {
-        let synced = segment.file.sync_data();
+        // A failure is recorded as soon as it is seen: a sync of the same
+        // file elsewhere may have succeeded over the same lost pages, and
+        // waits for this flush before it answers.
+        if let Err(e) = segment.file.sync_data() {
+            return self.fail(segment, failed_at, &e);
+        }
         let snapshot_synced = segment.snapshot.as_deref().is_some_and(sync_snapshot);
         // The directory last: it holds the names of the new segment and of
         // the snapshot.
-        let synced = synced.and_then(|()| File::open(&segment.dir)?.sync_all());
+        if let Err(e) = File::open(&segment.dir).and_then(|dir| dir.sync_all()) {
+            return self.fail(segment, failed_at, &e);
+        }
         let _writing = self.lock_files();
-        if self.gone.load(Ordering::Acquire) {
+        if self.gone.load(Ordering::Acquire) || self.failed() {
             return;
         }
-        if let Err(e) = synced {
-            tracing::error!(path = %segment.path.display(), error = %e, "fsync of a rolled segment failed");
-            self.failed.store(true, Ordering::Release);
-            // Offsets from the segment's first on are in doubt.
-            failed_at.fetch_min(segment.base_offset.saturating_add(1), Ordering::SeqCst);
-            return;
-        }
-        if self.failed() {
-            return;
-        }
-        if snapshot_synced && let Err(e) = super::log::prune_snapshots(&segment.dir) {
+        if snapshot_synced && let Err(e) = super::log::prune_snapshots(&segment.dir, segment.end) {
             tracing::warn!(error = %e, "could not remove old producer state snapshots");
         }
         // Removed (retention, DeleteRecords): no index for it.
@@ -176,6 +195,19 @@ impl RollFlushes {
                 tracing::warn!(error = %e, "could not write a closed segment's index");
             }
         }
+    }
+}
+
+impl RollFlushes {
+    fn fail(&self, segment: &RolledSegment, failed_at: &AtomicI64, error: &io::Error) {
+        let _writing = self.lock_files();
+        if self.gone.load(Ordering::Acquire) {
+            return; // a deleted topic's directory
+        }
+        tracing::error!(path = %segment.path.display(), error = %error, "fsync of a rolled segment failed");
+        self.failed.store(true, Ordering::Release);
+        // Offsets from the segment's first on are in doubt.
+        failed_at.fetch_min(segment.base_offset.saturating_add(1), Ordering::SeqCst);
     }
 }
 
