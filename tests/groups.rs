@@ -718,6 +718,58 @@ mod by_hand {
         assert_eq!(d.results[0].error_code, ErrorCode::GroupIdNotFound.code());
         broker.shutdown().await;
     }
+
+    /// OffsetCommit v2-v4's `retention_time_ms`: a commit with one expires
+    /// that long after it was made, even beside commits of the same group
+    /// that stay (Kafka's `expireTimestamp`); -1 leaves a commit to the
+    /// group's retention (7 days here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_with_its_own_retention_expires_on_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 2)).await;
+        broker.broker().get_or_create_topic("t", 2).unwrap();
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let committed_at = now_ms();
+        for (partition, retention_time_ms) in [(0, 60_000), (1, -1)] {
+            let Request::OffsetCommit(mut request) = commit("own", -1, "", 10 + partition as i64) else {
+                unreachable!()
+            };
+            request.retention_time_ms = retention_time_ms;
+            request.topics[0].partitions[0].partition_index = partition;
+            // The field is in v2-v4 only.
+            let Response::OffsetCommit(r) = client.call(Request::OffsetCommit(request), 4).await else {
+                panic!()
+            };
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+        // The expiry time is kept in the log: it holds after a restart.
+        broker.shutdown().await;
+        let broker = start(config(dir.path(), 2)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let mut committed = async || {
+            let fetch = Request::OffsetFetch(OffsetFetchRequest {
+                group_id: "own".into(),
+                topics: Some(vec![OffsetFetchRequestTopic {
+                    name: "t".into(),
+                    partition_indexes: vec![0, 1],
+                }]),
+                ..Default::default()
+            });
+            let Response::OffsetFetch(f) = client.call(fetch, 3).await else {
+                panic!()
+            };
+            let p = &f.topics[0].partitions;
+            (p[0].committed_offset, p[1].committed_offset)
+        };
+        broker.broker().expire_offsets(committed_at + 30_000);
+        assert_eq!(committed().await, (10, 11), "neither is due");
+        broker.broker().expire_offsets(committed_at + 61_000);
+        assert_eq!(
+            committed().await,
+            (-1, 11),
+            "only the commit with its own retention went"
+        );
+    }
 }
 
 /// A JoinGroup parked in a long rebalance does not hold up a shutdown.

@@ -201,6 +201,12 @@ pub fn offset_commit(broker: &Broker, request: &OffsetCommitRequest) -> OffsetCo
                                     } else {
                                         now
                                     },
+                                    // v2-v4: a retention of its own, counted
+                                    // from now, as Kafka counts it; -1 (and
+                                    // every other version) leaves it to the
+                                    // group's retention.
+                                    expire_timestamp: (request.retention_time_ms != -1)
+                                        .then(|| now.saturating_add(request.retention_time_ms)),
                                 }),
                             ));
                             ErrorCode::None

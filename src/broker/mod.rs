@@ -602,37 +602,37 @@ impl Broker {
         }
     }
 
-    fn expire_offsets(&self, now_ms: i64) {
-        let newest_commits: Vec<(String, i64)> = {
-            let offsets = self.offsets();
-            offsets
-                .groups()
-                .filter_map(|g| {
-                    let newest = offsets.group(g)?.values().map(|c| c.commit_timestamp).max()?;
-                    Some((g.clone(), newest))
-                })
-                .collect()
-        };
-        for (group, newest_commit) in newest_commits {
+    /// One run of offset expiry, as at wall-clock time `now_ms`; public so
+    /// that tests can choose the time.
+    pub fn expire_offsets(&self, now_ms: i64) {
+        let groups: Vec<String> = self.offsets().groups().cloned().collect();
+        for group in groups {
             let empty_since_ms = match self.coordinator.membership(&group) {
                 coordinator::Membership::Members => continue,
                 coordinator::Membership::EmptyFor(idle) => now_ms - idle.as_millis() as i64,
                 coordinator::Membership::Unknown => self.started_ms,
             };
-            if now_ms.saturating_sub(empty_since_ms.max(newest_commit)) < self.config.offsets_retention_ms {
-                continue;
-            }
             let mut offsets = self.offsets();
-            // Looked at again under the lock: a commit may have come since.
             let Some(committed) = offsets.group(&group) else {
                 continue;
             };
-            if committed.values().any(|c| c.commit_timestamp > newest_commit) {
+            // Commits without an expiry time of their own go together, once
+            // the group has been empty, and without a commit, for the
+            // retention time (KIP-211); one with its own (OffsetCommit
+            // v2-v4's retention_time_ms) goes at that time, as in Kafka.
+            let newest_commit = committed.values().map(|c| c.commit_timestamp).max().unwrap_or(i64::MIN);
+            let group_expired =
+                now_ms.saturating_sub(empty_since_ms.max(newest_commit)) >= self.config.offsets_retention_ms;
+            let expired: Vec<_> = committed
+                .iter()
+                .filter(|(_, c)| c.expire_timestamp.map_or(group_expired, |at| now_ms >= at))
+                .map(|(tp, c)| (tp.clone(), c.clone()))
+                .collect();
+            if expired.is_empty() {
                 continue;
             }
-            let kept: Vec<_> = committed.iter().map(|(tp, c)| (tp.clone(), Some(c.clone()))).collect();
-            let gone: Vec<_> = committed.keys().map(|tp| (tp.clone(), None)).collect();
-            let count = gone.len();
+            let all_of_them = expired.len() == committed.len();
+            let gone: Vec<_> = expired.iter().map(|(tp, _)| (tp.clone(), None)).collect();
             if let Err(e) = offsets.write(&group, gone) {
                 tracing::error!(%group, error = %e, "deleting expired committed offsets failed");
                 continue;
@@ -642,14 +642,17 @@ impl Broker {
             // never held together): its commits come back before it can
             // ask for them, which it does only once its join completes.
             if self.coordinator.membership(&group) == coordinator::Membership::Members {
+                let kept = expired.into_iter().map(|(tp, c)| (tp, Some(c))).collect();
                 if let Err(e) = self.offsets().write(&group, kept) {
                     tracing::error!(%group, error = %e, "restoring committed offsets failed");
                 }
                 continue;
             }
-            tracing::info!(%group, partitions = count, "committed offsets expired (offsets.retention.minutes)");
-            // An empty group with nothing committed is gone, as in Kafka.
-            let _ = self.coordinator.delete(&group);
+            tracing::info!(%group, partitions = expired.len(), "committed offsets expired");
+            if all_of_them {
+                // An empty group with nothing committed is gone, as in Kafka.
+                let _ = self.coordinator.delete(&group);
+            }
         }
     }
 

@@ -31,8 +31,9 @@ use crate::protocol::{decode_body, encode_body};
 
 /// Directory of the offsets log inside the data directory.
 pub const OFFSETS_DIR: &str = "group-offsets";
-/// Version of the key and value layouts below.
-const FORMAT_VERSION: i16 = 0;
+/// Version of the key and value layouts below, written with each: 1 adds
+/// the value's `expire_timestamp`. Records of earlier versions still read.
+const FORMAT_VERSION: i16 = 1;
 /// The least the log grows by before it is rewritten.
 pub const REWRITE_AFTER_BYTES_MIN: u64 = 1 << 20;
 /// Segment size of the offsets log: small, so that a rewrite deletes all
@@ -58,6 +59,8 @@ message! {
         leader_epoch: i32 => 0..,
         metadata: Option<String> => 0..,
         commit_timestamp: i64 => 0..,
+        /// -1: none (the group's retention applies).
+        expire_timestamp: i64 = -1 => 1..,
     }
 }
 
@@ -68,6 +71,9 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_timestamp: i64,
+    /// When this commit expires on its own (OffsetCommit v2-v4's
+    /// `retention_time_ms`); `None`: with its group, as KIP-211 has it.
+    pub expire_timestamp: Option<i64>,
 }
 
 pub type TopicPartition = (String, i32);
@@ -92,8 +98,10 @@ fn encode<T: crate::protocol::Wire>(value: &T) -> Bytes {
 }
 
 fn decode<T: crate::protocol::Wire>(bytes: &Bytes) -> Option<T> {
-    (bytes.len() >= 2 && bytes[..2] == FORMAT_VERSION.to_be_bytes())
-        .then(|| decode_body(&bytes.slice(2..), FORMAT_VERSION, false).ok())
+    let version = i16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]);
+    (0..=FORMAT_VERSION)
+        .contains(&version)
+        .then(|| decode_body(&bytes.slice(2..), version, false).ok())
         .flatten()
 }
 
@@ -110,6 +118,7 @@ fn offset_record(group: &str, (topic, partition): &TopicPartition, committed: Op
             leader_epoch: c.leader_epoch,
             metadata: c.metadata.clone(),
             commit_timestamp: c.commit_timestamp,
+            expire_timestamp: c.expire_timestamp.unwrap_or(-1),
         })
     });
     Record {
@@ -228,6 +237,7 @@ impl OffsetStore {
             leader_epoch: v.leader_epoch,
             metadata: v.metadata,
             commit_timestamp: v.commit_timestamp,
+            expire_timestamp: (v.expire_timestamp >= 0).then_some(v.expire_timestamp),
         };
         self.committed.entry(key.group).or_default().insert(tp, committed);
     }
@@ -364,7 +374,44 @@ mod tests {
             leader_epoch: 0,
             metadata: Some(format!("m{offset}")),
             commit_timestamp: 7,
+            expire_timestamp: None,
         })
+    }
+
+    /// Values written before `expire_timestamp` existed (layout 0) still
+    /// read, without one; an expiry time survives the log.
+    #[test]
+    fn expiry_times_survive_reopening_and_earlier_values_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        let expiring = CommittedOffset {
+            expire_timestamp: Some(1_000),
+            ..at(3).unwrap()
+        };
+        store.write("g", vec![(("t".into(), 0), Some(expiring))]).unwrap();
+        let mut earlier = offset_record("g", &("t".into(), 1), None);
+        let value = OffsetValue {
+            offset: 4,
+            leader_epoch: 0,
+            metadata: None,
+            commit_timestamp: 7,
+            expire_timestamp: 99,
+        };
+        let mut bytes = BytesMut::from(&0i16.to_be_bytes()[..]);
+        bytes.extend_from_slice(&encode_body(&value, 0, false));
+        earlier.value = Some(bytes.freeze());
+        append_records(&mut store.log, vec![earlier], 7).unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert!(!store.skipped_records);
+        let g = store.group("g").unwrap();
+        assert_eq!(g[&("t".to_string(), 0)].expire_timestamp, Some(1_000));
+        let read = &g[&("t".to_string(), 1)];
+        assert_eq!(
+            (read.offset, read.expire_timestamp),
+            (4, None),
+            "layout 0 has no expiry"
+        );
     }
 
     #[test]
@@ -432,7 +479,7 @@ mod tests {
         let mut store = OffsetStore::open(dir.path()).unwrap();
         // A value in a layout this version does not know.
         let mut newer = offset_record("g", &("t".into(), 9), at(1).as_ref());
-        newer.value = Some(Bytes::from_static(&[0, 1, 0xde, 0xad]));
+        newer.value = Some(Bytes::from_static(&[0x7f, 0x7f, 0xde, 0xad]));
         append_records(&mut store.log, vec![newer], 7).unwrap();
         drop(store);
         let mut store = OffsetStore::open(dir.path()).unwrap();
