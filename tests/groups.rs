@@ -536,6 +536,22 @@ mod by_hand {
         })
     }
 
+    /// What `group` has committed for partitions 0 and 1 of "t" (OffsetFetch v7).
+    async fn committed_to_t(client: &mut RawClient, group: &str) -> Vec<OffsetFetchResponsePartition> {
+        let fetch = Request::OffsetFetch(OffsetFetchRequest {
+            group_id: group.into(),
+            topics: Some(vec![OffsetFetchRequestTopic {
+                name: "t".into(),
+                partition_indexes: vec![0, 1],
+            }]),
+            ..Default::default()
+        });
+        let Response::OffsetFetch(mut f) = client.call(fetch, 7).await else {
+            panic!()
+        };
+        f.topics.remove(0).partitions
+    }
+
     async fn commit_code(client: &mut RawClient, request: Request) -> i16 {
         let Response::OffsetCommit(r) = client.call(request, 8).await else {
             panic!()
@@ -613,18 +629,7 @@ mod by_hand {
         // Outside any generation, into a group nobody is in: allowed.
         assert_eq!(commit_code(&mut client, commit("loner", -1, "", 7)).await, 0);
 
-        let fetch = Request::OffsetFetch(OffsetFetchRequest {
-            group_id: "g".into(),
-            topics: Some(vec![OffsetFetchRequestTopic {
-                name: "t".into(),
-                partition_indexes: vec![0, 1],
-            }]),
-            ..Default::default()
-        });
-        let Response::OffsetFetch(f) = client.call(fetch, 7).await else {
-            panic!()
-        };
-        let p = &f.topics[0].partitions;
+        let p = committed_to_t(&mut client, "g").await;
         assert_eq!(
             (p[0].committed_offset, p[0].metadata.as_deref()),
             (42, Some("kept as given"))
@@ -747,18 +752,7 @@ mod by_hand {
         let broker = start(config(dir.path(), 2)).await;
         let mut client = RawClient::connect(broker.local_addr()).await;
         let mut committed = async || {
-            let fetch = Request::OffsetFetch(OffsetFetchRequest {
-                group_id: "own".into(),
-                topics: Some(vec![OffsetFetchRequestTopic {
-                    name: "t".into(),
-                    partition_indexes: vec![0, 1],
-                }]),
-                ..Default::default()
-            });
-            let Response::OffsetFetch(f) = client.call(fetch, 3).await else {
-                panic!()
-            };
-            let p = &f.topics[0].partitions;
+            let p = committed_to_t(&mut client, "own").await;
             (p[0].committed_offset, p[1].committed_offset)
         };
         broker.broker().expire_offsets(committed_at + 30_000);
