@@ -62,7 +62,8 @@ pub async fn handle(broker: &Broker, version: i16, request: &ProduceRequest) -> 
                 .map(|(p, data)| match &refusal {
                     Some((code, message)) => failed(data.index, *code, message.clone()),
                     None => {
-                        let (response, due) = append(broker, version, &topic.name, data);
+                        let mut due = false;
+                        let response = append(broker, version, &topic.name, data, &mut due);
                         if due {
                             flush_due.push((t, p));
                         }
@@ -141,49 +142,32 @@ fn failed(index: i32, code: ErrorCode, message: String) -> PartitionProduceRespo
     }
 }
 
-/// Appends one partition's batch; the answer, and whether the partition
-/// reached `--flush-messages` and is due an fsync.
+/// Appends one partition's batch; sets `flush_due` when the append brought
+/// the partition to `--flush-messages` (read under the append's lock, so a
+/// sync elsewhere cannot reset the count without covering this batch).
 fn append(
     broker: &Broker,
     version: i16,
     topic_name: &str,
     data: &PartitionProduceData,
-) -> (PartitionProduceResponse, bool) {
+    flush_due: &mut bool,
+) -> PartitionProduceResponse {
     let Some(topic) = broker.topic(topic_name) else {
-        let response = failed(
+        return failed(
             data.index,
             ErrorCode::UnknownTopicOrPartition,
             format!("unknown topic {topic_name}"),
         );
-        return (response, false);
     };
     let Some(partition) = topic.partition(data.index) else {
-        let response = failed(
+        return failed(
             data.index,
             ErrorCode::UnknownTopicOrPartition,
             format!("{topic_name} has no partition {}", data.index),
         );
-        return (response, false);
     };
-    let mut flush_due = false;
-    let response = append_to(broker, version, &topic, partition, data, &mut flush_due);
-    (response, flush_due)
-}
-
-/// Appends to `partition`; sets `flush_due` when the append brought it to
-/// `--flush-messages` (read under the same lock, before a sync elsewhere
-/// can reset the count without covering this batch).
-fn append_to(
-    broker: &Broker,
-    version: i16,
-    topic: &crate::broker::topic::Topic,
-    partition: &crate::broker::topic::Partition,
-    data: &PartitionProduceData,
-    flush_due: &mut bool,
-) -> PartitionProduceResponse {
-    let topic_name = topic.name.as_str();
     let max_bytes = broker
-        .topic_number(topic, "max.message.bytes")
+        .topic_number(&topic, "max.message.bytes")
         .map_or(broker.config().message_max_bytes, |b| b.max(0) as usize);
     let header = match validate_produced_batch(data.records.as_ref(), version, max_bytes) {
         Ok(header) => header,
@@ -204,7 +188,7 @@ fn append_to(
     // one case where the stored batch differs from what was sent (the CRC
     // covers the timestamp, so it is computed again), as in Kafka.
     let log_append_time = topic_config::find("message.timestamp.type")
-        .is_some_and(|def| broker.topic_config_value(topic, def).trim() == "LogAppendTime");
+        .is_some_and(|def| broker.topic_config_value(&topic, def).trim() == "LogAppendTime");
     let (stamped, append_time) = if log_append_time {
         let now = super::wall_clock_ms();
         (Some(stamp_log_append_time(records, now)), now)
