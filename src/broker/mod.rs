@@ -549,7 +549,7 @@ impl Broker {
     /// or the broker's defaults) every `retention_check_interval`, until
     /// shutdown.
     pub async fn run_retention(&self) {
-        self.every(self.config.retention_check_interval, || {
+        self.every(self.config.retention_check_interval, || async {
             self.apply_retention(wall_clock_ms())
         })
         .await;
@@ -584,21 +584,25 @@ impl Broker {
     /// this broker has not seen since it started counts from the start, and
     /// a later commit (a consumer outside any group, say) counts too.
     pub async fn run_offset_expiry(&self) {
-        self.every(self.config.offsets_retention_check_interval, || {
+        self.every(self.config.offsets_retention_check_interval, || async {
             self.expire_offsets(wall_clock_ms())
         })
         .await;
     }
 
-    /// Calls `tick` every `interval` until shutdown.
-    async fn every(&self, interval: std::time::Duration, mut tick: impl FnMut()) {
+    /// Runs `tick` every `interval` until shutdown.
+    async fn every<F: std::future::Future<Output = ()>>(
+        &self,
+        interval: std::time::Duration,
+        mut tick: impl FnMut() -> F,
+    ) {
         let mut shutdown = self.shutdown_signal();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = Broker::stopped(&mut shutdown) => return,
             }
-            tick();
+            tick().await;
         }
     }
 
@@ -660,7 +664,7 @@ impl Broker {
     /// InitProducerId issued, every `producer.id.expiration.check.interval.ms`,
     /// until shutdown.
     pub async fn run_producer_expiry(&self) {
-        self.every(self.config.producer_id_expiration_check_interval, || {
+        self.every(self.config.producer_id_expiration_check_interval, || async {
             self.expire_producers(wall_clock_ms())
         })
         .await;
@@ -690,14 +694,8 @@ impl Broker {
     /// `log.flush.interval.ms`), until shutdown. Returns at once if unset.
     pub async fn run_flusher(&self) {
         let Some(interval) = self.config.flush_ms else { return };
-        let mut shutdown = self.shutdown_signal();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_millis(interval)) => {}
-                _ = Broker::stopped(&mut shutdown) => return,
-            }
-            self.flush_unflushed().await;
-        }
+        self.every(std::time::Duration::from_millis(interval), || self.flush_unflushed())
+            .await;
     }
 
     /// Fsyncs, as group commit does (outside the log's lock), each

@@ -157,8 +157,7 @@ impl RollFlushes {
     /// waits for it.
     fn flush(&self, segment: RolledSegment, failed_at: &AtomicI64) {
         if catch_unwind(AssertUnwindSafe(|| self.write_back(&segment, failed_at))).is_err() {
-            self.record_failure();
-            failed_at.fetch_min(segment.base_offset.saturating_add(1), Ordering::SeqCst);
+            self.fail(&segment, failed_at, &io::Error::other("the flush panicked"));
         }
         let writing = self.lock_files();
         self.settled_below.fetch_max(segment.end, Ordering::AcqRel);
@@ -196,9 +195,8 @@ impl RollFlushes {
             }
         }
     }
-}
 
-impl RollFlushes {
+    /// Records a failed flush for the log (unless its directory is going).
     fn fail(&self, segment: &RolledSegment, failed_at: &AtomicI64, error: &io::Error) {
         let _writing = self.lock_files();
         if self.gone.load(Ordering::Acquire) {
