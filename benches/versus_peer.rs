@@ -343,11 +343,12 @@ fn consume(addr: &str, topic: &str, count: u64) {
 
 /// minikafka's start-up with 100,000 x 10 KiB records (1 GB) stored in six
 /// partitions: after a clean shutdown (SIGTERM), then after a crash
-/// (SIGKILL, which is how `Broker` stops on drop).
-fn restarts_with_data() -> (Duration, Duration) {
+/// (SIGKILL, which is how `Broker` stops on drop), recovering with one
+/// thread and with the default number, twice each, taking the faster.
+fn restarts_with_data() -> Restarts {
     let data = tempfile::tempdir().unwrap();
-    let start = || spawn_minikafka(data.path());
-    let mut broker = start();
+    let start = |extra: &[&str]| spawn_minikafka_with(data.path(), extra);
+    let mut broker = start(&[]);
     let topic = "restart".to_string();
     create_topics(&broker.addr, std::slice::from_ref(&topic));
     perf_produce(&broker.addr, &topic, 100_000, 10 * 1024);
@@ -357,9 +358,23 @@ fn restarts_with_data() -> (Duration, Duration) {
         .unwrap();
     assert!(status.success());
     assert!(broker.child.wait().unwrap().success(), "a clean shutdown");
-    let after_clean_shutdown = start().startup; // dropped: killed
-    let after_crash = start().startup;
-    (after_clean_shutdown, after_crash)
+    let after_clean_shutdown = start(&[]).startup; // dropped: killed
+    let (mut one_thread, mut default_threads) = (Duration::MAX, Duration::MAX);
+    for _ in 0..2 {
+        one_thread = one_thread.min(start(&["--num-recovery-threads-per-data-dir", "1"]).startup);
+        default_threads = default_threads.min(start(&[]).startup);
+    }
+    Restarts {
+        after_clean_shutdown,
+        after_crash_one_thread: one_thread,
+        after_crash: default_threads,
+    }
+}
+
+struct Restarts {
+    after_clean_shutdown: Duration,
+    after_crash_one_thread: Duration,
+    after_crash: Duration,
 }
 
 /// minikafka's RSS (bytes) after a start holding nothing, then its RSS and
@@ -371,7 +386,7 @@ fn holding_small_batches() -> (u64, u64, Duration) {
     let rss_empty = rss_of(spawn_minikafka(empty.path()).pid());
     let data = tempfile::tempdir().unwrap();
     {
-        let (catalog, _) = minikafka::storage::Catalog::open(data.path(), 0).unwrap();
+        let (catalog, _) = minikafka::storage::Catalog::open(data.path(), 0, 1).unwrap();
         let mut logs = catalog.create_topic("small", uuid::Uuid::from_u128(1), 1).unwrap();
         let log = &mut logs[0];
         log.set_segment_bytes(256 << 20);
@@ -399,12 +414,18 @@ fn holding_small_batches() -> (u64, u64, Duration) {
 
 /// The release broker on a free port, its log in `data_dir`.
 fn spawn_minikafka(data_dir: &std::path::Path) -> Broker {
+    spawn_minikafka_with(data_dir, &[])
+}
+
+/// The same, with `extra` flags.
+fn spawn_minikafka_with(data_dir: &std::path::Path, extra: &[&str]) -> Broker {
     let port = free_port();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_minikafka"));
     command
         .args(["broker", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
-        .args(["--log-level", "warn"]);
+        .args(["--log-level", "warn"])
+        .args(extra);
     spawn("minikafka", &mut command, port)
 }
 
@@ -787,11 +808,15 @@ fn main() {
     if selected(&KINDS, "restart") {
         drop(brokers);
         settle_writeback();
-        let (clean, crashed) = restarts_with_data();
+        let restarts = restarts_with_data();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         println!(
-            "minikafka start-up holding 1 GB in 6 partitions: {:.1} ms after a clean shutdown, {:.1} ms after a crash",
-            clean.as_secs_f64() * 1000.0,
-            crashed.as_secs_f64() * 1000.0
+            "minikafka start-up holding 1 GB in 6 partitions: {:.1} ms after a clean shutdown, {:.1} ms after a crash \
+             ({:.1} ms recovering on one thread: {:.2}x)",
+            ms(restarts.after_clean_shutdown),
+            ms(restarts.after_crash),
+            ms(restarts.after_crash_one_thread),
+            ms(restarts.after_crash) / ms(restarts.after_crash_one_thread)
         );
         let (empty, holding, startup) = holding_small_batches();
         println!(

@@ -383,6 +383,10 @@ struct BrokerArgs {
     /// Largest session timeout a group member may ask for (group.max.session.timeout.ms).
     #[arg(long, default_value_t = 1_800_000, value_parser = clap::value_parser!(i32).range(1..))]
     group_max_session_timeout_ms: i32,
+    /// Threads that open the logs at start-up, recovering them after a
+    /// crash, and sync them at shutdown (Kafka's num.recovery.threads.per.data.dir).
+    #[arg(long, default_value_t = minikafka::config::NUM_RECOVERY_THREADS_PER_DATA_DIR_DEFAULT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    num_recovery_threads_per_data_dir: usize,
 }
 
 impl BrokerArgs {
@@ -432,6 +436,7 @@ impl BrokerArgs {
                 min_session_timeout_ms: self.group_min_session_timeout_ms,
                 max_session_timeout_ms: self.group_max_session_timeout_ms,
             },
+            recovery_threads: self.num_recovery_threads_per_data_dir,
         }
     }
 }

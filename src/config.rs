@@ -33,6 +33,9 @@ pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT: u64 = 600_000;
 /// `queued.max.request.bytes`, unbounded there by default; bounded here so
 /// that many large producers cannot take the memory).
 pub const QUEUED_MAX_REQUEST_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
+/// Kafka's `num.recovery.threads.per.data.dir` default (2 since Kafka 4.0,
+/// KIP-1030; 1 before).
+pub const NUM_RECOVERY_THREADS_PER_DATA_DIR_DEFAULT: usize = 2;
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -107,6 +110,10 @@ pub struct BrokerConfig {
     pub offsets_retention_ms: i64,
     /// Kafka's `offsets.retention.check.interval.ms`.
     pub offsets_retention_check_interval: std::time::Duration,
+    /// Threads that open the logs at start-up (recovering them after a
+    /// crash) and sync and close them at shutdown (Kafka's
+    /// `num.recovery.threads.per.data.dir`).
+    pub recovery_threads: usize,
 }
 
 impl Default for BrokerConfig {
@@ -143,6 +150,7 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval: std::time::Duration::from_millis(
                 OFFSETS_RETENTION_CHECK_INTERVAL_MS_DEFAULT,
             ),
+            recovery_threads: NUM_RECOVERY_THREADS_PER_DATA_DIR_DEFAULT,
         }
     }
 }

@@ -163,6 +163,7 @@ async fn help_documents_every_flag() {
         "--fsync",
         "--flush-messages",
         "--flush-ms",
+        "--num-recovery-threads-per-data-dir",
         "--log-level",
         "--log-format",
     ] {

@@ -166,7 +166,7 @@ impl Broker {
     /// Opens the data directory (or memory) and loads every stored topic.
     pub fn open(config: BrokerConfig, advertised: AdvertisedListener) -> Result<Broker, StorageError> {
         let (catalog, stored) = match &config.data_dir {
-            Some(dir) => Catalog::open(dir, config.node_id)?,
+            Some(dir) => Catalog::open(dir, config.node_id, config.recovery_threads)?,
             None => (Catalog::in_memory(), Vec::new()),
         };
         let topics = stored
@@ -772,13 +772,16 @@ impl Broker {
         if let Err(e) = self.offsets().close() {
             tracing::error!(error = %e, "closing the committed offsets' log failed");
         }
-        for topic in self.topics() {
-            for partition in &topic.partitions {
-                if let Err(e) = partition.log().close() {
-                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "closing the log failed");
-                }
+        let topics = self.topics();
+        let partitions: Vec<(&Topic, &Partition)> = topics
+            .iter()
+            .flat_map(|topic| topic.partitions.iter().map(move |p| (&**topic, &**p)))
+            .collect();
+        crate::storage::in_parallel(&partitions, self.config.recovery_threads, |(topic, partition)| {
+            if let Err(e) = partition.log().close() {
+                tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "closing the log failed");
             }
-        }
+        });
     }
 }
 

@@ -32,6 +32,7 @@ pub use log::{AppendedBatch, PartitionLog};
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A storage failure, with the path it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -87,4 +88,72 @@ pub(crate) fn replace_file(path: &Path, contents: &[u8], sync: bool) -> Result<(
         Ok(())
     })();
     result.map_err(|e| StorageError::io(path, e))
+}
+
+/// `job` applied to every item, on up to `threads` threads, the results in
+/// item order. Opening a log after a crash (a CRC scan of its active
+/// segment) and closing one (an fsync) are independent per partition and
+/// bound by the disk or a core, so a data directory's partitions share
+/// the work (Kafka's `num.recovery.threads.per.data.dir`).
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], threads: usize, job: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.min(items.len());
+    if threads <= 1 {
+        return items.iter().map(job).collect();
+    }
+    // Work is taken an item at a time, so one large partition does not
+    // leave the other threads idle behind a fixed share.
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break mine };
+                        mine.push((i, job(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, result)| result).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_parallel_runs_jobs_at_once_and_keeps_item_order() {
+        use std::sync::{Condvar, Mutex};
+        use std::time::{Duration, Instant};
+        // Each job waits, up to a deadline, until another one has started:
+        // only jobs running on two threads at once see two started.
+        let started = (Mutex::new(0usize), Condvar::new());
+        let items: Vec<u64> = (0..20).collect();
+        let results = in_parallel(&items, 2, |&i| {
+            let (count, changed) = &started;
+            let mut count = count.lock().unwrap();
+            *count += 1;
+            changed.notify_all();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while *count < 2 && Instant::now() < deadline {
+                count = changed.wait_timeout(count, Duration::from_millis(50)).unwrap().0;
+            }
+            (i * i, *count >= 2)
+        });
+        assert_eq!(
+            results.iter().map(|r| r.0).collect::<Vec<_>>(),
+            items.iter().map(|i| i * i).collect::<Vec<_>>()
+        );
+        assert!(results[0].1, "the first job saw a second one start");
+        assert_eq!(in_parallel(&items, 1, |&i| i + 1)[19], 20);
+        assert!(in_parallel(&[] as &[u64], 4, |&i| i).is_empty());
+    }
 }
