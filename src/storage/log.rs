@@ -1662,6 +1662,44 @@ mod tests {
     }
 
     #[test]
+    fn a_sync_waits_for_the_flush_of_the_segment_that_rolled_under_it() {
+        use std::sync::mpsc::channel;
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        log.set_segment_bytes(4096);
+        append(&mut log, 1);
+        // Taken on segment 0, synced only after segment 0 rolled: its
+        // fsync may have missed a write-back error the roll's flush is told.
+        let handle = log.sync_handle().unwrap().unwrap();
+        let hold = super::super::roll_flush::hold_flusher();
+        while log.segments.len() == 1 {
+            append(&mut log, 10);
+        }
+        let flushes = log.flushes.clone();
+        let rolled_end = flushes.submitted_below();
+        assert!(flushes.settled_below() < rolled_end, "the roll's flush is held");
+        let (done, answered) = channel();
+        let syncing = std::thread::spawn(move || {
+            let synced = handle.sync();
+            done.send((synced.is_ok(), flushes.settled_below())).unwrap();
+        });
+        // A sync that did not wait would answer now, with the flush still held.
+        assert!(
+            answered.recv_timeout(Duration::from_millis(100)).is_err(),
+            "the sync answered while the flush of its segment was held"
+        );
+        drop(hold);
+        let (ok, settled_when_answered) = answered.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(ok);
+        assert!(
+            settled_when_answered >= rolled_end,
+            "the flush ran before the sync answered"
+        );
+        syncing.join().unwrap();
+    }
+
+    #[test]
     fn a_scan_reads_batches_across_its_reads_and_larger_than_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path()).unwrap();

@@ -260,6 +260,17 @@ fn flusher() -> Option<&'static Sender<Job>> {
         .as_ref()
 }
 
+/// Holds the flush thread until the returned sender is dropped: for tests
+/// of what must wait for a flush. Flushes queued meanwhile run afterwards.
+#[cfg(test)]
+pub(super) fn hold_flusher() -> Sender<()> {
+    let (release, released) = channel::<()>();
+    let queue = flusher().expect("a flush thread");
+    let held: Job = Box::new(move || while released.recv().is_ok() {});
+    assert!(queue.send(held).is_ok(), "the flush thread takes jobs");
+    release
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
