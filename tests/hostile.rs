@@ -450,7 +450,7 @@ async fn large_pipelined_producers_stay_under_the_request_bytes_bound() {
 /// nothing: its answer stalls in the broker's send buffer. Returns the
 /// connection once the answer has begun to arrive.
 async fn stalled_reader(addr: std::net::SocketAddr, topic: &str) -> TcpStream {
-    use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+    use minikafka::protocol::messages::fetch::FetchRequest;
     create_topic(addr, topic).await;
     let mut producer = RawClient::connect(addr).await;
     for i in 0..8 {
@@ -462,20 +462,8 @@ async fn stalled_reader(addr: std::net::SocketAddr, topic: &str) -> TcpStream {
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stream = socket.connect(addr).await.unwrap();
     let fetch = Request::Fetch(FetchRequest {
-        max_wait_ms: 0,
-        min_bytes: 1,
         max_bytes: 64 << 20,
-        topics: vec![FetchTopic {
-            topic: topic.into(),
-            partitions: vec![FetchPartition {
-                partition: 0,
-                fetch_offset: 0,
-                partition_max_bytes: 64 << 20,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
+        ..fetch_request(topic, 0, 0, 1, 64 << 20)
     });
     stream.write_all(&RawClient::frame(&fetch, 11, 1)).await.unwrap();
     let mut first = [0u8; 4];

@@ -8,7 +8,6 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use minikafka::protocol::messages::api_versions::ApiVersionsRequest;
-use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use minikafka::protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use minikafka::protocol::messages::metadata::{MetadataRequest, MetadataRequestTopic};
 use minikafka::protocol::messages::offset_for_leader_epoch::{
@@ -570,24 +569,6 @@ async fn bad_frames_close_only_their_connection() {
 }
 
 // ---------------------------------------------------------------- Fetch
-
-fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32, partition_max_bytes: i32) -> FetchRequest {
-    FetchRequest {
-        max_wait_ms,
-        min_bytes,
-        topics: vec![FetchTopic {
-            topic: topic.into(),
-            partitions: vec![FetchPartition {
-                partition: 0,
-                fetch_offset: offset,
-                partition_max_bytes,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 fn fetched(response: Response) -> minikafka::protocol::messages::fetch::PartitionData {
     let Response::Fetch(response) = response else { panic!() };

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use common::*;
 use minikafka::protocol::ErrorCode;
 use minikafka::protocol::messages::delete_records::{DeleteRecordsPartition, DeleteRecordsRequest, DeleteRecordsTopic};
-use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
 use minikafka::protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
 use minikafka::protocol::messages::produce::{PartitionProduceData, ProduceRequest, TopicProduceData};
 use minikafka::protocol::messages::{Request, Response};
@@ -153,22 +152,7 @@ async fn delete_records_moves_the_start_and_it_survives_a_restart() {
     };
     assert_eq!(r.topics[0].partitions[0].error_code, ErrorCode::OffsetOutOfRange.code());
 
-    let fetch = |offset: i64| {
-        Request::Fetch(FetchRequest {
-            max_wait_ms: 0,
-            topics: vec![FetchTopic {
-                topic: "trimmed".into(),
-                partitions: vec![FetchPartition {
-                    partition: 0,
-                    fetch_offset: offset,
-                    partition_max_bytes: 1 << 20,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-    };
+    let fetch = |offset: i64| Request::Fetch(fetch_request("trimmed", offset, 0, 0, 1 << 20));
     let Response::Fetch(f) = client.call(fetch(3), 11).await else {
         panic!()
     };

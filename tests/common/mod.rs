@@ -507,3 +507,29 @@ pub fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// A Fetch of partition 0 of `topic` from `offset`.
+pub fn fetch_request(
+    topic: &str,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    partition_max_bytes: i32,
+) -> minikafka::protocol::messages::fetch::FetchRequest {
+    use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+    FetchRequest {
+        max_wait_ms,
+        min_bytes,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: offset,
+                partition_max_bytes,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
