@@ -134,7 +134,10 @@ fn benches(c: &mut Criterion) {
     group.bench_function("file_slice", |b| {
         b.iter(|| {
             let offset = (random() % tail as u64) as i64;
-            black_box(log.slice_from(offset, 1 << 20, true).unwrap())
+            black_box(
+                log.slice_from(offset, 1 << 20, true, minikafka::storage::segment::FILE_SLICE_BYTES_MIN)
+                    .unwrap(),
+            )
         })
     });
     group.finish();

@@ -279,6 +279,101 @@ async fn every_client_reads_back_records_sent_straight_from_the_files() {
     broker.shutdown().await;
 }
 
+/// 64 partitions of 60 KiB each: every answer is small enough to be read
+/// into memory, but a response over all of them would hold 3.8 MB. One
+/// response reads at most `RESPONSE_COPY_BYTES_MAX` (and one answer) into
+/// memory and sends the rest from the files; every client still reads back
+/// every record, and some of each one's bytes left by sendfile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_over_many_small_partitions_reads_little_into_memory() {
+    use minikafka::broker::RESPONSE_COPY_BYTES_MAX;
+    use minikafka::protocol::messages::fetch::{FetchPartition, FetchRequest, FetchTopic};
+    use minikafka::protocol::messages::{Request, Response};
+    const PARTITIONS: i32 = 64;
+    const PER_PARTITION: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), PARTITIONS)).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for partition in 0..PARTITIONS {
+        for i in 0..PER_PARTITION {
+            let key = format!("key-{partition}-{i}");
+            let value = format!("{key}-{}", "v".repeat(1000));
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "i",
+                value: Some(i.to_string().as_bytes()),
+            });
+            let record = FutureRecord::to("many-small")
+                .partition(partition)
+                .key(&key)
+                .payload(&value)
+                .headers(headers);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+    }
+    for delivery in pending {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    let stored = stored_records_by_partition(&broker, "many-small");
+    assert_eq!(
+        stored.values().map(Vec::len).sum::<usize>(),
+        PARTITIONS as usize * PER_PARTITION
+    );
+    let sizes: Vec<usize> = (0..PARTITIONS)
+        .map(|p| stored_batches(&broker, "many-small", p).iter().map(|b| b.len()).sum())
+        .collect();
+    let total: usize = sizes.iter().sum();
+    let largest = *sizes.iter().max().unwrap();
+    assert!(largest < minikafka::storage::segment::FILE_SLICE_BYTES_MIN, "{largest}");
+    assert!(total > 3 * RESPONSE_COPY_BYTES_MAX, "{total}");
+
+    // One Fetch over every partition, by hand.
+    let request = FetchRequest {
+        max_bytes: 64 << 20,
+        topics: vec![FetchTopic {
+            topic: "many-small".into(),
+            partitions: (0..PARTITIONS)
+                .map(|partition| FetchPartition {
+                    partition,
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..fetch_request("many-small", 0, 0, 1, 1 << 20)
+    };
+    let before = broker.broker().file_bytes_sent() as usize;
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let Response::Fetch(response) = client.call(Request::Fetch(request), 11).await else {
+        panic!("a Fetch response")
+    };
+    let answered: Vec<usize> = response.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .collect();
+    assert_eq!(answered, sizes, "every partition answered whole");
+    let from_files = broker.broker().file_bytes_sent() as usize - before;
+    assert!(
+        from_files >= total - RESPONSE_COPY_BYTES_MAX - largest,
+        "{from_files} of {total} bytes sent from the files"
+    );
+
+    let mut before = broker.broker().file_bytes_sent();
+    every_client_reads_back(&broker, "many-small", &stored, |client, broker| {
+        let sent = broker.broker().file_bytes_sent();
+        assert!(sent > before, "{client}: nothing sent from the files");
+        before = sent;
+    })
+    .await;
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tailing_consumer_gets_new_messages() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,9 +14,17 @@ use crate::protocol::messages::fetch::{
     FetchPartition, FetchRequest, FetchResponse, FetchTopic, FetchableTopicResponse, PartitionData,
 };
 use crate::protocol::{ErrorCode, FetchedRecords};
+use crate::storage::segment::FILE_SLICE_BYTES_MIN;
 
 /// First version that names topics by id instead of by name.
 const FIRST_TOPIC_ID_VERSION: i16 = 13;
+
+/// Record bytes one response may read into memory. Small answers are read
+/// rather than sent with sendfile (cheaper below `FILE_SLICE_BYTES_MIN`),
+/// but a response over many partitions would then hold up to
+/// `fetch.max.bytes` (55 MiB by default) per connection; past this much,
+/// the rest of the response goes out as file slices whatever their size.
+pub const RESPONSE_COPY_BYTES_MAX: usize = 1 << 20;
 
 pub async fn handle(broker: &Broker, version: i16, request: &FetchRequest) -> FetchResponse {
     if request.session_id != 0 {
@@ -105,6 +113,7 @@ fn respond(broker: &Broker, version: i16, request: &FetchRequest) -> FetchRespon
     };
     // KIP-74: the first batch of the response comes whole even over the limits.
     let mut min_one = true;
+    let mut copied = 0usize;
     let read_committed = request.isolation_level == 1;
     let responses = request
         .topics
@@ -116,7 +125,7 @@ fn respond(broker: &Broker, version: i16, request: &FetchRequest) -> FetchRespon
                 .iter()
                 .map(|asked| {
                     let mut data = match resolve(topic.as_deref(), version, asked) {
-                        Ok(partition) => read(partition, asked, &mut budget, &mut min_one),
+                        Ok(partition) => read(partition, asked, &mut budget, &mut min_one, &mut copied),
                         Err(code) => failed(asked.partition, code),
                     };
                     if read_committed {
@@ -149,14 +158,27 @@ fn failed(partition_index: i32, code: ErrorCode) -> PartitionData {
     }
 }
 
-fn read(partition: &Partition, asked: &FetchPartition, budget: &mut usize, min_one: &mut bool) -> PartitionData {
+/// One partition's answer, taking its bytes from `budget` and, if they were
+/// read into memory, adding them to `copied`.
+fn read(
+    partition: &Partition,
+    asked: &FetchPartition,
+    budget: &mut usize,
+    min_one: &mut bool,
+    copied: &mut usize,
+) -> PartitionData {
     let log = partition.log();
     let (log_start, end) = (log.log_start_offset(), log.next_offset());
     if asked.fetch_offset < log_start || asked.fetch_offset > end {
         return failed(asked.partition, ErrorCode::OffsetOutOfRange);
     }
     let limit = (asked.partition_max_bytes.max(0) as usize).min(*budget);
-    let records = match log.slice_from(asked.fetch_offset, limit, *min_one) {
+    let copy_below = if *copied < RESPONSE_COPY_BYTES_MAX {
+        FILE_SLICE_BYTES_MIN
+    } else {
+        0
+    };
+    let records = match log.slice_from(asked.fetch_offset, limit, *min_one, copy_below) {
         Ok(records) => records,
         Err(e) => {
             tracing::error!(partition = asked.partition, error = %e, "reading the log failed");
@@ -166,6 +188,9 @@ fn read(partition: &Partition, asked: &FetchPartition, budget: &mut usize, min_o
     if !records.is_empty() {
         *min_one = false;
         *budget = budget.saturating_sub(records.len());
+    }
+    if let FetchedRecords::Bytes(bytes) = &records {
+        *copied += bytes.len();
     }
     PartitionData {
         partition_index: asked.partition,

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use uuid::Uuid;
 
 pub use api_versions::unsupported_version_response as api_versions_unsupported;
+pub use fetch::RESPONSE_COPY_BYTES_MAX;
 pub use topic::{Partition, Topic, validate_topic_name};
 
 use crate::config::BrokerConfig;

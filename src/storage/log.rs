@@ -616,11 +616,18 @@ impl PartitionLog {
         }
     }
 
-    /// As [`read_from`](Self::read_from), but a large answer comes as a
-    /// slice of a segment file (see [`Segment::slice_from_offset`]).
-    pub fn slice_from(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<FetchedRecords> {
+    /// As [`read_from`](Self::read_from), but an answer of `copy_below`
+    /// bytes or more comes as a slice of a segment file (see
+    /// [`Segment::slice_from_offset`]).
+    pub fn slice_from(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        copy_below: usize,
+    ) -> io::Result<FetchedRecords> {
         match self.segment_to_read(offset) {
-            Some((segment, from)) => segment.slice_from_offset(from, max_bytes, min_one),
+            Some((segment, from)) => segment.slice_from_offset(from, max_bytes, min_one, copy_below),
             None => Ok(FetchedRecords::default()),
         }
     }
@@ -1209,7 +1216,9 @@ mod tests {
         for offset in (0..log.next_offset()).step_by(3_571).chain([log.next_offset() - 1]) {
             for max in [10, 64 * 1024, 100_000, 1 << 20, usize::MAX] {
                 let read = log.read_from(offset, max, true).unwrap();
-                let sliced = log.slice_from(offset, max, true).unwrap();
+                let sliced = log
+                    .slice_from(offset, max, true, segment::FILE_SLICE_BYTES_MIN)
+                    .unwrap();
                 let bytes = sliced.to_bytes().unwrap();
                 assert!(
                     read.starts_with(&bytes),
@@ -1236,7 +1245,11 @@ mod tests {
         assert!(slices > 10, "only {slices} answers were slices");
         // Without min_one, a first batch larger than the limit is left out.
         let first = whole_batch_sizes(&log.read_from(0, 1, true).unwrap())[0];
-        assert!(log.slice_from(0, first - 1, false).unwrap().is_empty());
+        assert!(
+            log.slice_from(0, first - 1, false, segment::FILE_SLICE_BYTES_MIN)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1949,7 +1962,11 @@ mod tests {
                 // gives; 1 MiB ones at a segment's end.
                 for max in [128 * 1024, 1 << 20] {
                     let read = log.read_from(offset, max, true).unwrap();
-                    let sliced = log.slice_from(offset, max, true).unwrap().to_bytes().unwrap();
+                    let sliced = log
+                        .slice_from(offset, max, true, segment::FILE_SLICE_BYTES_MIN)
+                        .unwrap()
+                        .to_bytes()
+                        .unwrap();
                     assert!(
                         !sliced.is_empty() && read.starts_with(&sliced),
                         "{when}: slice at {offset}"
@@ -2015,7 +2032,11 @@ mod tests {
         }
         for offset in (0..end).step_by(1009) {
             let read = log.read_from(offset, 128 * 1024, true).unwrap();
-            let sliced = log.slice_from(offset, 128 * 1024, true).unwrap().to_bytes().unwrap();
+            let sliced = log
+                .slice_from(offset, 128 * 1024, true, segment::FILE_SLICE_BYTES_MIN)
+                .unwrap()
+                .to_bytes()
+                .unwrap();
             assert!(!sliced.is_empty() && read.starts_with(&sliced), "{offset}");
             assert!(
                 damaged || read.len() - sliced.len() <= INDEX_INTERVAL_BYTES as usize + 1024,

@@ -326,14 +326,22 @@ impl Segment {
     /// from the page cache without reading it. The slice ends at a batch
     /// boundary the segment already knows (an index entry, or its end), so
     /// finding it reads nothing past the batch holding `offset`; it may
-    /// stop up to an index interval short of `max_bytes`.
-    pub fn slice_from_offset(&self, offset: i64, max_bytes: usize, min_one: bool) -> io::Result<FetchedRecords> {
+    /// stop up to an index interval short of `max_bytes`. An answer shorter
+    /// than `copy_below` is read instead (`FILE_SLICE_BYTES_MIN` is where
+    /// reading starts to cost more; 0 reads nothing into memory).
+    pub fn slice_from_offset(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        copy_below: usize,
+    ) -> io::Result<FetchedRecords> {
         let Backing::File { file, .. } = &self.backing else {
             return self
                 .read_from_offset(offset, max_bytes, min_one)
                 .map(FetchedRecords::Bytes);
         };
-        if max_bytes < FILE_SLICE_BYTES_MIN {
+        if max_bytes < copy_below {
             return self
                 .read_from_offset(offset, max_bytes, min_one)
                 .map(FetchedRecords::Bytes);
@@ -364,7 +372,7 @@ impl Segment {
             }
         };
         let len = (end - first.position) as usize;
-        if len < FILE_SLICE_BYTES_MIN {
+        if len < copy_below {
             return self.read_range(first.position, len).map(FetchedRecords::Bytes);
         }
         Ok(FetchedRecords::File(FileSlice {
