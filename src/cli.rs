@@ -713,16 +713,29 @@ async fn perf_produce(args: PerfProduceArgs) -> ExitCode {
     let started = Instant::now();
     let mut progress_at = started + Duration::from_secs(5);
     // Deliveries complete roughly in send order: the oldest are checked
-    // (without blocking) after every send, so a latency is taken within
-    // microseconds of its acknowledgement, with no task per record.
+    // (without blocking) after every send, and awaited while a throttled
+    // run waits for its next send, so a latency is taken within
+    // microseconds of its acknowledgement, with no task per record. (Timed
+    // only after the next send, a throttled run's latencies grew by that
+    // wait, which the timer rounds up to a millisecond.)
     let mut in_flight: std::collections::VecDeque<(Instant, minikafka::producer::DeliveryFuture)> =
         std::collections::VecDeque::new();
     let mut collected: Vec<u64> = Vec::with_capacity(args.num_records as usize);
     let mut failures = 0u64;
     for i in 0..args.num_records {
         if args.throughput > 0 {
-            let due = started + Duration::from_secs_f64(i as f64 / args.throughput as f64);
-            tokio::time::sleep_until(due.into()).await;
+            let due = tokio::time::Instant::from(started + Duration::from_secs_f64(i as f64 / args.throughput as f64));
+            while let Some((sent_at, delivery)) = in_flight.front_mut() {
+                tokio::select! {
+                    result = delivery => {
+                        let latency = sent_at.elapsed().as_micros() as u64;
+                        record_latency(result.map(|_| latency), &mut collected, &mut failures);
+                        in_flight.pop_front();
+                    }
+                    () = tokio::time::sleep_until(due) => break,
+                }
+            }
+            tokio::time::sleep_until(due).await;
         }
         let record = ProducerRecord {
             topic: args.topic.clone(),
