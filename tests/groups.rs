@@ -724,6 +724,81 @@ mod by_hand {
         broker.shutdown().await;
     }
 
+    fn offset_delete(group: &str, topics: &[&str]) -> Request {
+        use minikafka::protocol::messages::group_admin::{
+            OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+        };
+        Request::OffsetDelete(OffsetDeleteRequest {
+            group_id: group.into(),
+            topics: topics
+                .iter()
+                .map(|topic| OffsetDeleteRequestTopic {
+                    name: topic.to_string(),
+                    partitions: vec![OffsetDeleteRequestPartition { partition_index: 0 }],
+                })
+                .collect(),
+        })
+    }
+
+    /// OffsetDelete as Kafka answers it: a consumer group keeps the offsets
+    /// of topics its members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC) and
+    /// loses the others; a non-empty group of another protocol type is
+    /// refused whole (NON_EMPTY_GROUP).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offset_delete_keeps_subscribed_topics_and_refuses_other_live_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        let bootstrap = broker.bootstrap();
+        let member = member_reading_one_of_two_topics(&broker, "readers").await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let Response::OffsetDelete(deleted) = client.call(offset_delete("readers", &["read", "left"]), 0).await else {
+            panic!()
+        };
+        let codes: Vec<(String, i16)> = deleted
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions[0].error_code))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                ("read".to_string(), ErrorCode::GroupSubscribedToTopic.code()),
+                ("left".to_string(), 0)
+            ]
+        );
+        let committed = async |topic| committed_offset(&bootstrap, "readers", topic).await;
+        assert_eq!(
+            (committed("read").await, committed("left").await),
+            (rdkafka::Offset::Offset(1), rdkafka::Offset::Invalid)
+        );
+        drop(member);
+
+        // A member of another protocol type: the group is not empty.
+        let join = Request::JoinGroup(JoinGroupRequest {
+            group_id: "workers".into(),
+            session_timeout_ms: 30_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "connect".into(),
+            protocols: vec![JoinGroupRequestProtocol {
+                name: "default".into(),
+                metadata: Bytes::from_static(b"opaque"),
+            }],
+            ..Default::default()
+        });
+        let Response::JoinGroup(joined) = client.call(join, 3).await else {
+            panic!()
+        };
+        assert_eq!(joined.error_code, 0);
+        let Response::OffsetDelete(refused) = client.call(offset_delete("workers", &["left"]), 0).await else {
+            panic!()
+        };
+        assert_eq!(
+            (refused.error_code, refused.topics.len()),
+            (ErrorCode::NonEmptyGroup.code(), 0)
+        );
+        broker.shutdown().await;
+    }
+
     /// OffsetCommit v2-v4's `retention_time_ms`: a commit with one expires
     /// that long after it was made, even beside commits of the same group
     /// that stay (Kafka's `expireTimestamp`); -1 leaves a commit to the
@@ -836,6 +911,68 @@ async fn until_expired(bootstrap: &str, group: &str, topic: &str) {
         // A pause between polls, not a synchronisation: each poll makes a client.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Topics "read" and "left" in `broker`, and a Stable rdkafka member of
+/// `group` subscribed to "read", which has committed offset 1 of "read" and
+/// offset 5 of "left" (partition 0 each).
+async fn member_reading_one_of_two_topics(broker: &minikafka::BrokerHandle, group: &str) -> BaseConsumer {
+    for topic in ["read", "left"] {
+        broker.broker().get_or_create_topic(topic, 1).unwrap();
+    }
+    let (bootstrap, group) = (broker.bootstrap(), group.to_string());
+    tokio::task::spawn_blocking(move || subscribe_to_read_and_commit_both(&bootstrap, &group))
+        .await
+        .unwrap()
+}
+
+fn subscribe_to_read_and_commit_both(bootstrap: &str, group: &str) -> BaseConsumer {
+    use rdkafka::{Offset, TopicPartitionList};
+    let member = group_consumer(bootstrap, group, &[]);
+    member.subscribe(&["read"]).unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while member.assignment().unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the member is assigned");
+        member.poll(Duration::from_millis(50));
+    }
+    let mut positions = TopicPartitionList::new();
+    positions.add_partition_offset("read", 0, Offset::Offset(1)).unwrap();
+    positions.add_partition_offset("left", 0, Offset::Offset(5)).unwrap();
+    member.commit(&positions, CommitMode::Sync).unwrap();
+    member
+}
+
+/// As Kafka (GroupMetadata.removeExpiredOffsets): a consumer group with
+/// members keeps the commits of the topics they subscribe to however old,
+/// and loses a commit of any other topic once it is older than
+/// offsets.retention.minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_group_loses_old_commits_of_topics_it_does_not_subscribe_to() {
+    use rdkafka::Offset;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    let committed_at = now_ms();
+    let member = member_reading_one_of_two_topics(&broker, "switched").await;
+    let committed = async |topic| committed_offset(&bootstrap, "switched", topic).await;
+    let retention_ms = broker.broker().config().offsets_retention_ms;
+    broker.broker().expire_offsets(committed_at + retention_ms / 2);
+    assert_eq!(
+        (committed("read").await, committed("left").await),
+        (Offset::Offset(1), Offset::Offset(5)),
+        "neither is old enough"
+    );
+    broker.broker().expire_offsets(now_ms() + retention_ms + 1_000);
+    assert_eq!(
+        (committed("read").await, committed("left").await),
+        (Offset::Offset(1), Offset::Invalid),
+        "only the commit of the topic no member reads went"
+    );
+    // The group itself stays, with its member.
+    let (state, _) = assignments(&broker, "switched", "read").await;
+    assert_eq!(state, "Stable");
+    drop(member);
+    broker.shutdown().await;
 }
 
 /// offsets.retention.minutes (KIP-211): a group's committed offsets go once

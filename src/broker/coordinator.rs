@@ -8,7 +8,7 @@
 //! park on a oneshot until their phase completes; the state itself sits
 //! behind one std mutex, never held across an await.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::protocol::ErrorCode;
+use crate::protocol::messages::consumer_protocol::decode_subscribed_topics;
 use crate::protocol::messages::groups::{JoinGroupResponse, JoinGroupResponseMember, SyncGroupResponse};
 
 /// Settings, with Kafka's names.
@@ -111,15 +112,38 @@ pub struct Group {
 }
 
 /// Whether a group has members, as far as the coordinator knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
+    /// Members whose subscriptions are not known: another protocol type,
+    /// a rebalance under way, or metadata that does not parse.
     Members,
+    /// Consumer-protocol members of the current generation, subscribed
+    /// between them to these topics.
+    Subscribed(BTreeSet<String>),
     EmptyFor(std::time::Duration),
     /// Not seen since the broker started.
     Unknown,
 }
 
 impl Group {
+    /// The topics the members of a consumer-protocol group subscribe to,
+    /// once this generation's protocol is chosen (CompletingRebalance or
+    /// Stable), as Kafka computes them at each generation. `None` when not
+    /// known: another protocol type, a rebalance under way, or a member
+    /// whose subscription does not parse.
+    pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
+        let settled = matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable);
+        if !settled || self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol.as_deref()?;
+        let mut topics = BTreeSet::new();
+        for member in self.members.values() {
+            topics.extend(decode_subscribed_topics(&member.metadata_for(protocol)).ok()?);
+        }
+        Some(topics)
+    }
+
     fn new(id: &str) -> Group {
         Group {
             id: id.to_string(),
@@ -720,7 +744,9 @@ impl Coordinator {
         match self.lock().get(group_id) {
             None => Membership::Unknown,
             Some(group) if group.state == GroupState::Empty => Membership::EmptyFor(group.empty_since.elapsed()),
-            Some(_) => Membership::Members,
+            Some(group) => group
+                .subscribed_topics()
+                .map_or(Membership::Members, Membership::Subscribed),
         }
     }
 

@@ -457,38 +457,26 @@ pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGr
     }
 }
 
-/// Topics a consumer group member subscribes to, from its
-/// ConsumerProtocolSubscription metadata.
-fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
-    crate::protocol::messages::consumer_protocol::decode_subscription(metadata)
-        .map(|s| s.topics)
-        .unwrap_or_default()
-}
-
 pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let subscribed: Vec<String> = {
-        let groups = broker.coordinator.lock();
-        match groups.get(&request.group_id) {
-            Some(group) if group.state != GroupState::Empty && group.protocol_type.as_deref() == Some("consumer") => {
-                let protocol = group.protocol.clone().unwrap_or_default();
-                group
-                    .members
-                    .values()
-                    .flat_map(|m| {
-                        subscribed_topics(
-                            &m.protocols
-                                .iter()
-                                .find(|(n, _)| *n == protocol)
-                                .map(|(_, b)| b.clone())
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            }
-            _ => Vec::new(),
+    // As Kafka: a consumer group keeps the offsets of the topics its members
+    // subscribe to, every topic when those are not known (a rebalance under
+    // way, metadata that does not parse); any other group must be empty.
+    let (live, protected) = match broker.coordinator.lock().get(&request.group_id) {
+        None => (false, Protected::Nothing),
+        Some(group) if group.state == GroupState::Empty => (true, Protected::Nothing),
+        Some(group) if group.protocol_type.as_deref() == Some("consumer") => (
+            true,
+            group
+                .subscribed_topics()
+                .map_or(Protected::Everything, Protected::Topics),
+        ),
+        Some(_) => {
+            return OffsetDeleteResponse {
+                error_code: ErrorCode::NonEmptyGroup.code(),
+                ..Default::default()
+            };
         }
     };
-    let live = broker.coordinator.lock().contains_key(&request.group_id);
     let mut offsets = broker.offsets();
     if offsets.group(&request.group_id).is_none() && !live {
         return OffsetDeleteResponse {
@@ -506,7 +494,7 @@ pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDe
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if subscribed.contains(&t.name) {
+                    let code = if protected.covers(&t.name) {
                         ErrorCode::GroupSubscribedToTopic
                     } else {
                         deleted.push(((t.name.clone(), p.partition_index), None));
@@ -530,5 +518,22 @@ pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDe
     OffsetDeleteResponse {
         topics,
         ..Default::default()
+    }
+}
+
+/// Which of a group's committed offsets OffsetDelete must keep.
+enum Protected {
+    Nothing,
+    Topics(std::collections::BTreeSet<String>),
+    Everything,
+}
+
+impl Protected {
+    fn covers(&self, topic: &str) -> bool {
+        match self {
+            Protected::Nothing => false,
+            Protected::Topics(topics) => topics.contains(topic),
+            Protected::Everything => true,
+        }
     }
 }

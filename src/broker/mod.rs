@@ -610,27 +610,40 @@ impl Broker {
     /// One run of offset expiry, as at wall-clock time `now_ms`; public so
     /// that tests can choose the time.
     pub fn expire_offsets(&self, now_ms: i64) {
+        use coordinator::Membership;
+        let retention_ms = self.config.offsets_retention_ms;
         let groups: Vec<String> = self.offsets().groups().cloned().collect();
         for group in groups {
-            let empty_since_ms = match self.coordinator.membership(&group) {
-                coordinator::Membership::Members => continue,
-                coordinator::Membership::EmptyFor(idle) => now_ms - idle.as_millis() as i64,
-                coordinator::Membership::Unknown => self.started_ms,
+            let membership = self.coordinator.membership(&group);
+            let empty_since_ms = match &membership {
+                Membership::Members => continue,
+                Membership::Subscribed(_) => None,
+                Membership::EmptyFor(idle) => Some(now_ms - idle.as_millis() as i64),
+                Membership::Unknown => Some(self.started_ms),
             };
             let mut offsets = self.offsets();
             let Some(committed) = offsets.group(&group) else {
                 continue;
             };
-            // Commits without an expiry time of their own go together, once
-            // the group has been empty, and without a commit, for the
-            // retention time (KIP-211); one with its own (OffsetCommit
-            // v2-v4's retention_time_ms) goes at that time, as in Kafka.
+            // As Kafka's GroupMetadata.removeExpiredOffsets: in an empty
+            // group, commits without an expiry time of their own go
+            // together, once the group has been empty, and without a commit,
+            // for the retention time (KIP-211). In a consumer group with
+            // members, each commit of a topic no member subscribes to goes
+            // once it is that old. Either way a commit with its own expiry
+            // time (OffsetCommit v2-v4's retention_time_ms) goes at that time.
             let newest_commit = committed.values().map(|c| c.commit_timestamp).max().unwrap_or(i64::MIN);
-            let group_expired =
-                now_ms.saturating_sub(empty_since_ms.max(newest_commit)) >= self.config.offsets_retention_ms;
+            let due = |c: &crate::storage::offsets::CommittedOffset, counted_from: i64| {
+                c.expire_timestamp
+                    .map_or(now_ms.saturating_sub(counted_from) >= retention_ms, |at| now_ms >= at)
+            };
             let expired: Vec<_> = committed
                 .iter()
-                .filter(|(_, c)| c.expire_timestamp.map_or(group_expired, |at| now_ms >= at))
+                .filter(|(tp, c)| match (&membership, empty_since_ms) {
+                    (Membership::Subscribed(topics), _) => !topics.contains(&tp.0) && due(c, c.commit_timestamp),
+                    (_, Some(empty_since)) => due(c, empty_since.max(newest_commit)),
+                    (_, None) => false,
+                })
                 .map(|(tp, c)| (tp.clone(), c.clone()))
                 .collect();
             if expired.is_empty() {
@@ -643,10 +656,16 @@ impl Broker {
                 continue;
             }
             drop(offsets);
-            // A member may have joined since the check (the two locks are
-            // never held together): its commits come back before it can
-            // ask for them, which it does only once its join completes.
-            if self.coordinator.membership(&group) == coordinator::Membership::Members {
+            // Members may have joined, or subscribed anew, since the check
+            // (the two locks are never held together): commits that no
+            // longer expire come back before a member can ask for them,
+            // which it does only once its join completes.
+            let still_expired = match self.coordinator.membership(&group) {
+                Membership::Members => false,
+                Membership::Subscribed(topics) => expired.iter().all(|(tp, _)| !topics.contains(&tp.0)),
+                Membership::EmptyFor(_) | Membership::Unknown => true,
+            };
+            if !still_expired {
                 let kept = expired.into_iter().map(|(tp, c)| (tp, Some(c))).collect();
                 if let Err(e) = self.offsets().write(&group, kept) {
                     tracing::error!(%group, error = %e, "restoring committed offsets failed");
@@ -654,7 +673,7 @@ impl Broker {
                 continue;
             }
             tracing::info!(%group, partitions = expired.len(), "committed offsets expired");
-            if all_of_them {
+            if all_of_them && empty_since_ms.is_some() {
                 // An empty group with nothing committed is gone, as in Kafka.
                 let _ = self.coordinator.delete(&group);
             }

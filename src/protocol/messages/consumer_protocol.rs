@@ -2,7 +2,8 @@
 //! in JoinGroup's metadata (its subscription) and what the leader puts in
 //! SyncGroup's assignments. Each is a version (int16) followed by the body
 //! at that version; none is flexible. The broker only reads them to answer
-//! OffsetDelete and for tools (`minikafka groups describe`).
+//! OffsetDelete, to expire offsets of topics a group no longer reads, and
+//! for tools (`minikafka groups describe`).
 
 use bytes::Bytes;
 
@@ -46,6 +47,16 @@ fn decode_versioned<T: crate::protocol::Wire>(bytes: &Bytes) -> Result<T, Decode
 
 pub fn decode_subscription(bytes: &Bytes) -> Result<ConsumerProtocolSubscription, DecodeError> {
     decode_versioned(bytes)
+}
+
+/// The topics of a subscription, read from the part every version shares
+/// (v0's fields lead each later version), as Kafka's coordinator reads them:
+/// whatever a newer client appends cannot make them unreadable.
+pub fn decode_subscribed_topics(bytes: &Bytes) -> Result<Vec<String>, DecodeError> {
+    if bytes.len() < 2 {
+        return Err(DecodeError::Truncated);
+    }
+    decode_request_body::<ConsumerProtocolSubscription>(&bytes.slice(2..), 0, false).map(|(value, _)| value.topics)
 }
 
 pub fn decode_assignment(bytes: &Bytes) -> Result<ConsumerProtocolAssignment, DecodeError> {
