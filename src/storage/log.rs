@@ -1051,9 +1051,7 @@ fn scan(segment: &mut Segment, mut expected_offset: Option<i64>) -> io::Result<u
         if remaining < BATCH_HEADER_BYTES as u64 {
             break;
         }
-        let Some(overhead) = window.peek(LOG_OVERHEAD_BYTES)? else {
-            break;
-        };
+        let overhead = window.peek(LOG_OVERHEAD_BYTES)?;
         let batch_length = i32::from_be_bytes([overhead[8], overhead[9], overhead[10], overhead[11]]);
         let total = LOG_OVERHEAD_BYTES as u64 + batch_length.max(0) as u64;
         if batch_length < (BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 || total > remaining {
@@ -1061,7 +1059,7 @@ fn scan(segment: &mut Segment, mut expected_offset: Option<i64>) -> io::Result<u
         }
         // Bounded by the file's length just above.
         let total = total as usize;
-        let Some(batch) = window.peek(total)? else { break };
+        let batch = window.peek(total)?;
         let Some(header) = BatchHeader::parse(batch) else { break };
         if !is_intact(&header, batch) {
             break;
@@ -1116,31 +1114,32 @@ impl<'a> ScanWindow<'a> {
         }
     }
 
-    /// The next `len` bytes of the file, reading more as needed; `None`
-    /// when the file ends before them.
-    fn peek(&mut self, len: usize) -> io::Result<Option<&[u8]>> {
+    /// The next `len` bytes of the file, reading more as needed. The
+    /// caller has checked that the file's length holds them: a file that
+    /// ends sooner has shrunk since, and the scan fails rather than cut it.
+    fn peek(&mut self, len: usize) -> io::Result<&[u8]> {
         use std::os::unix::fs::FileExt;
         if self.end - self.start < len {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
-            let capacity = len.max(SCAN_READ_BYTES);
-            if self.buf.len() < capacity {
-                self.buf.resize(capacity, 0);
+            // A batch larger than a read grows the buffer, but later reads
+            // stay SCAN_READ_BYTES long, for the CPU's cache.
+            let read_up_to = len.max(SCAN_READ_BYTES);
+            if self.buf.len() < read_up_to {
+                self.buf.resize(read_up_to, 0);
             }
             while self.end < len {
-                match self
-                    .file
-                    .read_at(&mut self.buf[self.end..], self.offset + self.end as u64)
-                {
-                    Ok(0) => return Ok(None),
+                let at = self.offset + self.end as u64;
+                match self.file.read_at(&mut self.buf[self.end..read_up_to], at) {
+                    Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                     Ok(read) => self.end += read,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
             }
         }
-        Ok(Some(&self.buf[self.start..self.start + len]))
+        Ok(&self.buf[self.start..self.start + len])
     }
 
     /// Moves past `len` bytes already peeked.
@@ -1672,6 +1671,44 @@ mod tests {
         assert_eq!(append(&mut log, 1).base_offset, 16);
         let read = log.read_from(5, usize::MAX, true).unwrap();
         assert_eq!(BatchHeader::parse(&read).unwrap().base_offset, 4);
+    }
+
+    #[test]
+    fn a_large_damaged_tail_after_a_clean_close_costs_only_its_batch() {
+        // The tail check after a clean close reads a tail of more than
+        // 16 KiB with a seek on the segment's file, moving the cursor a
+        // scan once shared: it must not make the scan start anywhere but 0.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path()).unwrap();
+        let mut lengths = Vec::new();
+        for size in [100, 100, 100, 100, 20 << 10] {
+            let mut builder = crate::protocol::records::RecordBatchBuilder::new(1_700_000_000_000);
+            builder.push(crate::protocol::records::Record {
+                value: Some(Bytes::from(vec![b'v'; size])),
+                ..Default::default()
+            });
+            let batch = builder.build(crate::protocol::record_batch::Compression::None).unwrap();
+            log.append(&batch, &BatchHeader::parse(&batch).unwrap(), 0).unwrap();
+            lengths.push(batch.len());
+        }
+        log.close().unwrap();
+        drop(log);
+        let path = dir.path().join(segment_file_name(0));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let in_last_batch = bytes.len() - 1000;
+        bytes[in_last_batch] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let log = PartitionLog::open(dir.path()).unwrap();
+        assert_eq!(
+            log.recovery(),
+            Recovery {
+                clean: true,
+                segments_scanned: 1,
+                bytes_cut: lengths[4] as u64
+            }
+        );
+        assert_eq!(log.next_offset(), 4);
+        assert_eq!(log.batches().unwrap().len(), 4);
     }
 
     #[test]
