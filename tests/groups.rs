@@ -975,6 +975,63 @@ async fn a_consumer_group_loses_old_commits_of_topics_it_does_not_subscribe_to()
     broker.shutdown().await;
 }
 
+/// The same with a kafka-python member: its subscription metadata is read
+/// as well as librdkafka's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_python_group_loses_old_commits_of_topics_it_does_not_subscribe_to() {
+    use rdkafka::Offset;
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    for topic in ["read", "left"] {
+        broker.broker().get_or_create_topic(topic, 1).unwrap();
+    }
+    let mut member = Command::new(python())
+        .arg(python_script("kp_group_member.py"))
+        .args([
+            "--bootstrap",
+            &bootstrap,
+            "--group",
+            "py-switched",
+            "--subscribe",
+            "read",
+        ])
+        .args(["--commit", "read:0:1", "--commit", "left:0:5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(member.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some(r#"{"ready": true}"#));
+    let committed = async |topic| committed_offset(&bootstrap, "py-switched", topic).await;
+    assert_eq!(
+        (committed("read").await, committed("left").await),
+        (Offset::Offset(1), Offset::Offset(5))
+    );
+    let retention_ms = broker.broker().config().offsets_retention_ms;
+    broker.broker().expire_offsets(now_ms() + retention_ms + 1_000);
+    assert_eq!(
+        (committed("read").await, committed("left").await),
+        (Offset::Offset(1), Offset::Invalid),
+        "only the commit of the topic no member reads went"
+    );
+    let mut stdin = member.stdin.take().unwrap();
+    stdin.write_all(b"leave\n").await.unwrap();
+    let left = tokio::time::timeout(DEADLINE, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.as_deref(), Some(r#"{"left": true}"#));
+    assert!(member.wait().await.unwrap().success());
+    broker.shutdown().await;
+}
+
 /// offsets.retention.minutes (KIP-211): a group's committed offsets go once
 /// it has had no members, and no commit, for the retention time. A commit
 /// outside any group expires so; a group with a member keeps its offsets
