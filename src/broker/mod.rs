@@ -614,12 +614,17 @@ impl Broker {
         let retention_ms = self.config.offsets_retention_ms;
         let groups: Vec<String> = self.offsets().groups().cloned().collect();
         for group in groups {
-            let membership = self.coordinator.membership(&group);
-            let empty_since_ms = match &membership {
+            // Which commits may go: those of topics no member subscribes
+            // to, or (in an empty group) all of them, from when it emptied.
+            enum Expiring {
+                Unsubscribed(std::collections::BTreeSet<String>),
+                AllSinceEmpty(i64),
+            }
+            let expiring = match self.coordinator.membership(&group) {
                 Membership::Members => continue,
-                Membership::Subscribed(_) => None,
-                Membership::EmptyFor(idle) => Some(now_ms - idle.as_millis() as i64),
-                Membership::Unknown => Some(self.started_ms),
+                Membership::Subscribed(topics) => Expiring::Unsubscribed(topics),
+                Membership::EmptyFor(idle) => Expiring::AllSinceEmpty(now_ms - idle.as_millis() as i64),
+                Membership::Unknown => Expiring::AllSinceEmpty(self.started_ms),
             };
             let mut offsets = self.offsets();
             let Some(committed) = offsets.group(&group) else {
@@ -639,10 +644,9 @@ impl Broker {
             };
             let expired: Vec<_> = committed
                 .iter()
-                .filter(|(tp, c)| match (&membership, empty_since_ms) {
-                    (Membership::Subscribed(topics), _) => !topics.contains(&tp.0) && due(c, c.commit_timestamp),
-                    (_, Some(empty_since)) => due(c, empty_since.max(newest_commit)),
-                    (_, None) => false,
+                .filter(|(tp, c)| match &expiring {
+                    Expiring::Unsubscribed(topics) => !topics.contains(&tp.0) && due(c, c.commit_timestamp),
+                    Expiring::AllSinceEmpty(empty_since) => due(c, (*empty_since).max(newest_commit)),
                 })
                 .map(|(tp, c)| (tp.clone(), c.clone()))
                 .collect();
@@ -673,7 +677,7 @@ impl Broker {
                 continue;
             }
             tracing::info!(%group, partitions = expired.len(), "committed offsets expired");
-            if all_of_them && empty_since_ms.is_some() {
+            if all_of_them && matches!(expiring, Expiring::AllSinceEmpty(_)) {
                 // An empty group with nothing committed is gone, as in Kafka.
                 let _ = self.coordinator.delete(&group);
             }

@@ -1185,6 +1185,18 @@ mod tests {
         log.append(&batch, &header, 0).unwrap()
     }
 
+    /// Appends a batch of one record holding `value`; returns the batch's length.
+    fn append_one_record(log: &mut PartitionLog, value: Vec<u8>) -> usize {
+        let mut builder = crate::protocol::records::RecordBatchBuilder::new(1_700_000_000_000);
+        builder.push(crate::protocol::records::Record {
+            value: Some(Bytes::from(value)),
+            ..Default::default()
+        });
+        let batch = builder.build(crate::protocol::record_batch::Compression::None).unwrap();
+        log.append(&batch, &BatchHeader::parse(&batch).unwrap(), 0).unwrap();
+        batch.len()
+    }
+
     /// Batch sizes of `bytes` if it is whole batches, back to back.
     fn whole_batch_sizes(bytes: &[u8]) -> Vec<usize> {
         let mut sizes = Vec::new();
@@ -1682,14 +1694,7 @@ mod tests {
         let mut log = PartitionLog::open(dir.path()).unwrap();
         let mut lengths = Vec::new();
         for size in [100, 100, 100, 100, 20 << 10] {
-            let mut builder = crate::protocol::records::RecordBatchBuilder::new(1_700_000_000_000);
-            builder.push(crate::protocol::records::Record {
-                value: Some(Bytes::from(vec![b'v'; size])),
-                ..Default::default()
-            });
-            let batch = builder.build(crate::protocol::record_batch::Compression::None).unwrap();
-            log.append(&batch, &BatchHeader::parse(&batch).unwrap(), 0).unwrap();
-            lengths.push(batch.len());
+            lengths.push(append_one_record(&mut log, vec![b'v'; size]));
         }
         log.close().unwrap();
         drop(log);
@@ -1761,14 +1766,7 @@ mod tests {
             .chain([300 << 10; 8]);
         let mut lengths = Vec::new();
         for (i, size) in value_sizes.enumerate() {
-            let mut builder = crate::protocol::records::RecordBatchBuilder::new(1_700_000_000_000);
-            builder.push(crate::protocol::records::Record {
-                value: Some(Bytes::from(vec![i as u8; size])),
-                ..Default::default()
-            });
-            let batch = builder.build(crate::protocol::record_batch::Compression::None).unwrap();
-            log.append(&batch, &BatchHeader::parse(&batch).unwrap(), 0).unwrap();
-            lengths.push(batch.len());
+            lengths.push(append_one_record(&mut log, vec![i as u8; size]));
         }
         let file_bytes: usize = lengths.iter().sum();
         assert!(file_bytes > 4 * SCAN_READ_BYTES);
