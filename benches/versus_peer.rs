@@ -15,7 +15,12 @@
 //!   (sampled every 5 ms);
 //! - the ceiling: the same bytes (at least 1 GB) over one loopback
 //!   connection into a sink, with the CPU its sending and receiving threads
-//!   use per GB: the floor under any broker's cost on this machine.
+//!   use per GB: the floor under any broker's cost on this machine;
+//! - a broker that does no work: rdkafka producing the same load (acks=1)
+//!   into an endpoint that answers at once and keeps nothing
+//!   (`support/null_broker.rs`), what the client reaches on these cores
+//!   when the broker costs nothing. Not a strict bound: how fast answers
+//!   come back changes how much CPU librdkafka itself spends.
 //!
 //! minikafka writes its log to disk (a temporary directory, default flush
 //! policy); Tansu keeps its data in memory (`memory://`).
@@ -37,6 +42,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
+
+#[path = "support/null_broker.rs"]
+mod null_broker;
 
 const PARTITIONS: i32 = 6;
 
@@ -608,6 +616,8 @@ struct Phase {
     name: String,
     /// The loopback's throughput, for produce phases.
     ceiling_mb_s: Option<f64>,
+    /// rdkafka's throughput into the null broker, for rdkafka produce phases.
+    client_bound_mb_s: Option<f64>,
     /// The least CPU per GB any broker that keeps its data on disk pays in
     /// this phase: the loopback receiver's plus a plain file write's for
     /// produce, the loopback sender's for consume.
@@ -647,7 +657,9 @@ fn main() {
     let mut phases: Vec<Phase> = Vec::new();
     let mut ceilings = Vec::new();
     let data_dir = data.path().to_path_buf();
-    let mut add = |name: String, ceiling: Ceiling, produce: bool, figures: Vec<Figures>| {
+    let null_broker = null_broker::NullBroker::start(PARTITIONS);
+    let mut client_bounds = Vec::new();
+    let mut add = |name: String, ceiling: Ceiling, produce: bool, client_bound: Option<f64>, figures: Vec<Figures>| {
         // What a plain writer pays for the page cache right now (it varies
         // on this VM with how much memory the host backs), measured after
         // the phase so that it does not warm the phase up.
@@ -655,6 +667,7 @@ fn main() {
         phases.push(Phase {
             name,
             ceiling_mb_s: produce.then_some(ceiling.mb_per_second),
+            client_bound_mb_s: client_bound,
             floor_cpu_per_gb: match file_write {
                 Some(write) => ceiling.receiver_cpu_per_gb + write,
                 None => ceiling.sender_cpu_per_gb,
@@ -670,6 +683,26 @@ fn main() {
         let bytes = count * size as u64;
         let ceiling = ceiling(bytes);
         ceilings.push((label, ceiling));
+        // The better of two runs: a bound, and the first run in this
+        // process also pays for first touching the client's memory.
+        let client_bound = selected(&KINDS, "rdkafka").then(|| {
+            (0..2)
+                .map(|_| {
+                    let started = Instant::now();
+                    produce(
+                        &null_broker.addr.to_string(),
+                        &format!("null-{label}"),
+                        count,
+                        size,
+                        "1",
+                    );
+                    bytes as f64 / started.elapsed().as_secs_f64() / 1e6
+                })
+                .fold(0.0, f64::max)
+        });
+        if let Some(mb_s) = client_bound {
+            client_bounds.push((label, mb_s, mb_s / ceiling.mb_per_second));
+        }
         for acks in ["1", "all"].into_iter().filter(|_| selected(&KINDS, "rdkafka")) {
             let topic = format!("rd-{label}-acks{acks}");
             let figures = brokers
@@ -683,6 +716,7 @@ fn main() {
                 format!("produce {count} x {label}, acks={acks}, rdkafka"),
                 ceiling,
                 true,
+                client_bound,
                 figures,
             );
             let figures = brokers
@@ -693,6 +727,7 @@ fn main() {
                 format!("consume {count} x {label} (acks={acks} topic), rdkafka"),
                 ceiling,
                 false,
+                None,
                 figures,
             );
             for b in &brokers {
@@ -714,6 +749,7 @@ fn main() {
             format!("produce {count} x {label}, acks=1, minikafka perf produce"),
             ceiling,
             true,
+            None,
             figures,
         );
         for b in &brokers {
@@ -790,6 +826,22 @@ fn main() {
             "loopback, {label} load: {:.0} MB/s; sender {:.3} cpu s/GB, receiver {:.3} cpu s/GB",
             c.mb_per_second, c.sender_cpu_per_gb, c.receiver_cpu_per_gb
         );
+    }
+    for (label, mb_s, of_ceiling) in &client_bounds {
+        println!(
+            "rdkafka into a broker that keeps nothing (answers each Produce at once, in this process; the better of two runs), \
+             {label} load, acks=1: {mb_s:.0} MB/s, {of_ceiling:.2} of the loopback"
+        );
+    }
+    for phase in &phases {
+        if let Some(bound) = phase.client_bound_mb_s {
+            println!(
+                "\"{}\": minikafka {:.2}, tansu {:.2} of that",
+                phase.name,
+                phase.figures[0].mb_per_second() / bound,
+                phase.figures[1].mb_per_second() / bound
+            );
+        }
     }
     for phase in &phases {
         if let Some(write) = phase.file_write_cpu_per_gb {
