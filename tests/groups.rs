@@ -740,6 +740,38 @@ mod by_hand {
         })
     }
 
+    /// OffsetDelete of a group nobody knows is GROUP_ID_NOT_FOUND at the
+    /// top level, with no topics; a group known only by its committed
+    /// offsets (no coordinator entry, as after a restart) is found, and
+    /// loses the commit it was asked to delete.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offset_delete_finds_a_group_by_its_offsets_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        broker.broker().get_or_create_topic("t", 2).unwrap();
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let Response::OffsetDelete(unknown) = client.call(offset_delete("never-was", &["t"]), 0).await else {
+            panic!()
+        };
+        assert_eq!(
+            (unknown.error_code, unknown.topics.len()),
+            (ErrorCode::GroupIdNotFound.code(), 0)
+        );
+
+        assert_eq!(commit_code(&mut client, commit("by-offsets", -1, "", 7)).await, 0);
+        broker.shutdown().await;
+        let broker = start(config(dir.path(), 1)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        assert_eq!(committed_to_t(&mut client, "by-offsets").await[0].committed_offset, 7);
+        let Response::OffsetDelete(found) = client.call(offset_delete("by-offsets", &["t"]), 0).await else {
+            panic!()
+        };
+        assert_eq!(found.error_code, 0);
+        assert_eq!(found.topics[0].partitions[0].error_code, 0);
+        assert_eq!(committed_to_t(&mut client, "by-offsets").await[0].committed_offset, -1);
+        broker.shutdown().await;
+    }
+
     /// OffsetDelete as Kafka answers it: a consumer group keeps the offsets
     /// of topics its members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC) and
     /// loses the others; a non-empty group of another protocol type is
