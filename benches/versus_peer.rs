@@ -12,7 +12,9 @@
 //!   and its RSS after a clean start holding 2 GB of 4 KiB batches (one
 //!   index entry each) beside its RSS holding nothing;
 //! - per phase, the broker's CPU seconds (user+sys, /proc) and peak RSS
-//!   (sampled every 5 ms);
+//!   (sampled every 5 ms), and the share of the machine's CPU time the
+//!   hypervisor took (steal, /proc/stat): a phase with steal is not a
+//!   measure of either broker;
 //! - the ceiling: the same bytes (at least 1 GB) over one loopback
 //!   connection into a sink, with the CPU its sending and receiving threads
 //!   use per GB: the floor under any broker's cost on this machine;
@@ -222,6 +224,8 @@ struct Figures {
     /// The client's CPU seconds in the phase (ticks).
     client_cpu_seconds: f64,
     peak_rss: u64,
+    /// The share of all CPU time in the phase that the hypervisor stole.
+    steal: f64,
 }
 
 impl Figures {
@@ -239,6 +243,33 @@ impl Figures {
     }
 }
 
+/// The machine's CPU time so far, all of it and what the hypervisor
+/// stole (the `cpu` line of /proc/stat, in ticks).
+#[derive(Clone, Copy)]
+struct HostCpu {
+    total: u64,
+    steal: u64,
+}
+
+impl HostCpu {
+    fn now() -> HostCpu {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap();
+        let line = stat.lines().find(|l| l.starts_with("cpu ")).unwrap();
+        // user nice system idle iowait irq softirq steal guest guest_nice;
+        // guest time is already counted in user.
+        let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap()).collect();
+        HostCpu {
+            total: ticks.iter().take(8).sum(),
+            steal: ticks[7],
+        }
+    }
+
+    /// The share of the CPU time since `self` that was stolen.
+    fn steal_until(&self, later: &HostCpu) -> f64 {
+        (later.steal - self.steal) as f64 / (later.total - self.total).max(1) as f64
+    }
+}
+
 /// Waits for the dirty pages earlier phases left to be written back, so
 /// that writeback does not run inside the next phase's measurement.
 fn settle_writeback() {
@@ -248,7 +279,7 @@ fn settle_writeback() {
 fn measure(broker: &Broker, records: u64, bytes: u64, work: impl FnOnce()) -> Figures {
     settle_writeback();
     let sampler = RssSampler::start(broker.pid());
-    let (cpu, client_cpu) = (broker.cpu(), client_cpu_seconds());
+    let (cpu, client_cpu, host) = (broker.cpu(), client_cpu_seconds(), HostCpu::now());
     let started = Instant::now();
     work();
     let seconds = started.elapsed().as_secs_f64();
@@ -259,6 +290,7 @@ fn measure(broker: &Broker, records: u64, bytes: u64, work: impl FnOnce()) -> Fi
         cpu_seconds: cpu.seconds_until(&broker.cpu()),
         client_cpu_seconds: client_cpu_seconds() - client_cpu,
         peak_rss: sampler.finish(),
+        steal: host.steal_until(&HostCpu::now()),
     }
 }
 
@@ -772,7 +804,7 @@ fn main() {
     );
     println!();
     println!(
-        "{:<58} {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>6} {:>7} {:>8} {:>6}",
+        "{:<58} {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>6} {:>7} {:>8} {:>6} {:>8}",
         "phase",
         "mk rec/s",
         "mk MB/s",
@@ -789,7 +821,8 @@ fn main() {
         "thrpt",
         "cpu/GB",
         "ceiling",
-        "floor"
+        "floor",
+        "steal %"
     );
     for phase in &phases {
         let (ours, theirs) = (phase.figures[0], phase.figures[1]);
@@ -797,7 +830,7 @@ fn main() {
             .ceiling_mb_s
             .map_or_else(|| "-".to_string(), |c| format!("{:.2}", ours.mb_per_second() / c));
         println!(
-            "{:<58} {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>6.2} {:>7.2} {:>8} {:>6.2}",
+            "{:<58} {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>6.2} {:>7.2} {:>8} {:>6.2} {:>4.1}/{:.1}",
             phase.name,
             ours.records_per_second(),
             ours.mb_per_second(),
@@ -814,13 +847,16 @@ fn main() {
             ours.records_per_second() / theirs.records_per_second(),
             ours.cpu_per_gb() / theirs.cpu_per_gb(),
             ceiling,
-            ours.cpu_per_gb() / phase.floor_cpu_per_gb
+            ours.cpu_per_gb() / phase.floor_cpu_per_gb,
+            ours.steal * 100.0,
+            theirs.steal * 100.0
         );
     }
     println!("(thrpt and cpu/GB columns: minikafka / peer; ceiling: minikafka MB/s / the loopback sink's MB/s;");
     println!(
-        " floor: minikafka cpu/GB / the loopback's own cpu/GB at the broker's end: receiving for produce, sending for consume)"
+        " floor: minikafka cpu/GB / the loopback's own cpu/GB at the broker's end: receiving for produce, sending for consume;"
     );
+    println!(" steal %: the machine's CPU time the hypervisor took in minikafka's / the peer's phase)");
     for (label, c) in &ceilings {
         println!(
             "loopback, {label} load: {:.0} MB/s; sender {:.3} cpu s/GB, receiver {:.3} cpu s/GB",
@@ -854,13 +890,15 @@ fn main() {
         settle_writeback();
         let topic = "latency".to_string();
         create_topics(&broker.addr, std::slice::from_ref(&topic));
+        let host = HostCpu::now();
         let sorted = latencies(&broker.addr, &topic, 5000, 25_000);
         println!(
-            "{:<9} produce latency at 5,000 msg/s, acks=all: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
+            "{:<9} produce latency at 5,000 msg/s, acks=all: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms (steal {:.1}%)",
             broker.name,
             percentile(&sorted, 0.50),
             percentile(&sorted, 0.99),
-            percentile(&sorted, 0.999)
+            percentile(&sorted, 0.999),
+            host.steal_until(&HostCpu::now()) * 100.0
         );
     }
     if selected(&KINDS, "restart") {
