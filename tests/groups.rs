@@ -772,6 +772,52 @@ mod by_hand {
         broker.shutdown().await;
     }
 
+    /// After a restart the broker no longer knows whether a group's
+    /// commits were made from outside it or by members since gone (Kafka
+    /// keeps that in its log; we do not), so commits held before the start
+    /// go together, counted from the start at the earliest: never sooner
+    /// than Kafka would let them go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_restart_commits_made_before_it_expire_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let expiry_by_hand = || minikafka::BrokerConfig {
+            offsets_retention_check_interval: Duration::from_secs(3600),
+            ..config(dir.path(), 1)
+        };
+        let broker = start(expiry_by_hand()).await;
+        broker.broker().get_or_create_topic("t", 2).unwrap();
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let commit_to = |partition: i32, offset: i64| {
+            let Request::OffsetCommit(mut request) = commit("before", -1, "", offset) else {
+                unreachable!()
+            };
+            request.topics[0].partitions[0].partition_index = partition;
+            Request::OffsetCommit(request)
+        };
+        assert_eq!(commit_code(&mut client, commit_to(0, 10)).await, 0);
+        let first_answered = now_ms();
+        until_the_clock_passes(first_answered);
+        assert_eq!(commit_code(&mut client, commit_to(1, 11)).await, 0);
+        broker.shutdown().await;
+
+        let broker = start(expiry_by_hand()).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let retention_ms = broker.broker().config().offsets_retention_ms;
+        let offsets = async |client: &mut RawClient| -> Vec<i64> {
+            committed_to_t(client, "before")
+                .await
+                .iter()
+                .map(|p| p.committed_offset)
+                .collect()
+        };
+        // Before the restart this would have expired partition 0's commit.
+        broker.broker().expire_offsets(first_answered + retention_ms);
+        assert_eq!(offsets(&mut client).await, [10, 11]);
+        broker.broker().expire_offsets(now_ms() + retention_ms);
+        assert_eq!(offsets(&mut client).await, [-1, -1]);
+        broker.shutdown().await;
+    }
+
     /// OffsetDelete as Kafka answers it: a consumer group keeps the offsets
     /// of topics its members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC) and
     /// loses the others; a non-empty group of another protocol type is
@@ -919,17 +965,29 @@ async fn a_parked_join_does_not_block_shutdown() {
 /// The offset group `group` has committed for partition 0 of `topic`, read
 /// with OffsetFetch by a consumer that does not join.
 async fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> rdkafka::Offset {
+    committed_offsets(bootstrap, group, topic, &[0]).await[0]
+}
+
+/// The offsets `group` has committed for `partitions` of `topic`, read
+/// with OffsetFetch by a consumer that does not join.
+async fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: &[i32]) -> Vec<rdkafka::Offset> {
     let (bootstrap, group, topic) = (bootstrap.to_string(), group.to_string(), topic.to_string());
+    let partitions = partitions.to_vec();
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("group.id", &group)
             .create()
             .unwrap();
-        let mut partitions = rdkafka::TopicPartitionList::new();
-        partitions.add_partition(&topic, 0);
-        let read = consumer.committed_offsets(partitions, DEADLINE).unwrap();
-        read.find_partition(&topic, 0).unwrap().offset()
+        let mut asked = rdkafka::TopicPartitionList::new();
+        for &p in &partitions {
+            asked.add_partition(&topic, p);
+        }
+        let read = consumer.committed_offsets(asked, DEADLINE).unwrap();
+        partitions
+            .iter()
+            .map(|&p| read.find_partition(&topic, p).unwrap().offset())
+            .collect()
     })
     .await
     .unwrap()
@@ -1061,6 +1119,90 @@ async fn a_kafka_python_group_loses_old_commits_of_topics_it_does_not_subscribe_
         .unwrap();
     assert_eq!(left.as_deref(), Some(r#"{"left": true}"#));
     assert!(member.wait().await.unwrap().success());
+    broker.shutdown().await;
+}
+
+/// Waits for the wall clock to pass `ms`, so that the next commit is
+/// stamped later than one answered by then.
+fn until_the_clock_passes(ms: i64) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while now_ms() <= ms {
+        assert!(std::time::Instant::now() < deadline, "the clock moves");
+        std::hint::spin_loop();
+    }
+}
+
+/// Commits made outside any group (Kafka's standalone group: no member
+/// ever joined it) expire one by one, each `offsets.retention.minutes`
+/// after it was made, as Kafka's removeExpiredOffsets has it for a group
+/// without a protocol type. Partition 0 is committed first, then
+/// partition 1, by rdkafka and by kafka-python; expiry runs at chosen times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_outside_any_group_expire_one_by_one() {
+    use rdkafka::{Offset, TopicPartitionList};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        // Expiry runs when the test runs it.
+        offsets_retention_check_interval: Duration::from_secs(3600),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    let bootstrap = broker.bootstrap();
+    let topic = "one-by-one";
+    broker.broker().get_or_create_topic(topic, 2).unwrap();
+    let commit = async |group: &str, by_python: bool, partition: i32, offset: i64| {
+        if by_python {
+            let out = Command::new(python())
+                .arg(python_script("kp_commit.py"))
+                .args(["--bootstrap", &bootstrap, "--group", group])
+                .args(["--commit", &format!("{topic}:{partition}:{offset}")])
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"committed": true}"#);
+        } else {
+            let (bootstrap, group) = (bootstrap.clone(), group.to_string());
+            tokio::task::spawn_blocking(move || {
+                let alone: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .set("group.id", &group)
+                    .create()
+                    .unwrap();
+                let mut positions = TopicPartitionList::new();
+                positions
+                    .add_partition_offset(topic, partition, Offset::Offset(offset))
+                    .unwrap();
+                alone.commit(&positions, CommitMode::Sync).unwrap();
+            })
+            .await
+            .unwrap();
+        }
+    };
+    let retention_ms = broker.broker().config().offsets_retention_ms;
+    for (group, by_python) in [("rdkafka-alone", false), ("kafka-python-alone", true)] {
+        commit(group, by_python, 0, 3).await;
+        let first_answered = now_ms();
+        until_the_clock_passes(first_answered);
+        commit(group, by_python, 1, 4).await;
+        assert_eq!(
+            committed_offsets(&bootstrap, group, topic, &[0, 1]).await,
+            [Offset::Offset(3), Offset::Offset(4)]
+        );
+        // Old enough for the first commit, not for the second.
+        broker.broker().expire_offsets(first_answered + retention_ms);
+        assert_eq!(
+            committed_offsets(&bootstrap, group, topic, &[0, 1]).await,
+            [Offset::Invalid, Offset::Offset(4)],
+            "{group}"
+        );
+        broker.broker().expire_offsets(now_ms() + retention_ms);
+        assert_eq!(
+            committed_offsets(&bootstrap, group, topic, &[0, 1]).await,
+            [Offset::Invalid, Offset::Invalid],
+            "{group}"
+        );
+    }
     broker.shutdown().await;
 }
 

@@ -615,18 +615,30 @@ impl Broker {
         let groups: Vec<String> = self.offsets().groups().cloned().collect();
         for group in groups {
             // Which commits may go: those of topics no member subscribes
-            // to, or (in an empty group) all of them, from when it emptied.
+            // to, (in an empty group) all of them, from when it emptied, or
+            // (outside any group) each on its own.
             enum Expiring {
                 Unsubscribed(std::collections::BTreeSet<String>),
                 AllSinceEmpty(i64),
+                EachOnItsOwn,
             }
-            let expiring = match self.coordinator.membership(&group) {
+            let membership = self.coordinator.membership(&group);
+            let mut offsets = self.offsets();
+            let expiring = match membership {
                 Membership::Members => continue,
                 Membership::Subscribed(topics) => Expiring::Unsubscribed(topics),
                 Membership::EmptyFor(idle) => Expiring::AllSinceEmpty(now_ms - idle.as_millis() as i64),
-                Membership::Unknown => Expiring::AllSinceEmpty(self.started_ms),
+                // Held before this start: it may have been a group whose
+                // members left before the restart, which Kafka would
+                // count from when it emptied (kept in its log, not in
+                // ours). Counting from the start keeps commits longer,
+                // never shorter.
+                Membership::Unknown if offsets.held_at_open(&group) => Expiring::AllSinceEmpty(self.started_ms),
+                // Committed since this start by consumers outside any
+                // group (nobody has joined it): Kafka's standalone group,
+                // whose commits go one by one as they age.
+                Membership::Unknown => Expiring::EachOnItsOwn,
             };
-            let mut offsets = self.offsets();
             let Some(committed) = offsets.group(&group) else {
                 continue;
             };
@@ -635,8 +647,9 @@ impl Broker {
             // together, once the group has been empty, and without a commit,
             // for the retention time (KIP-211). In a consumer group with
             // members, each commit of a topic no member subscribes to goes
-            // once it is that old. Either way a commit with its own expiry
-            // time (OffsetCommit v2-v4's retention_time_ms) goes at that time.
+            // once it is that old, and so does each commit of a standalone
+            // group. Either way a commit with its own expiry time
+            // (OffsetCommit v2-v4's retention_time_ms) goes at that time.
             let newest_commit = committed.values().map(|c| c.commit_timestamp).max().unwrap_or(i64::MIN);
             let due = |c: &crate::storage::offsets::CommittedOffset, counted_from: i64| {
                 c.expire_timestamp
@@ -647,6 +660,7 @@ impl Broker {
                 .filter(|(tp, c)| match &expiring {
                     Expiring::Unsubscribed(topics) => !topics.contains(&tp.0) && due(c, c.commit_timestamp),
                     Expiring::AllSinceEmpty(empty_since) => due(c, (*empty_since).max(newest_commit)),
+                    Expiring::EachOnItsOwn => due(c, c.commit_timestamp),
                 })
                 .map(|(tp, c)| (tp.clone(), c.clone()))
                 .collect();

@@ -17,7 +17,7 @@
 //! gives the same state. So the log, its replay at start and the memory
 //! that replay takes follow the live commits, not their history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
@@ -88,6 +88,9 @@ pub struct OffsetStore {
     /// say). A rewrite copies only what was read, so it would lose them for
     /// good: the log is then never rewritten.
     skipped_records: bool,
+    /// Groups that had commits when the log was opened, until they have
+    /// none: what their members were, before this start, is not kept.
+    held_at_open: HashSet<String>,
 }
 
 fn encode<T: crate::protocol::Wire>(value: &T) -> Bytes {
@@ -156,6 +159,7 @@ impl OffsetStore {
             rewritten_bytes: 0,
             rewrite_after_bytes_min: REWRITE_AFTER_BYTES_MIN,
             skipped_records: false,
+            held_at_open: HashSet::new(),
         }
     }
 
@@ -165,6 +169,7 @@ impl OffsetStore {
         let dir = root.join(OFFSETS_DIR);
         let mut store = OffsetStore::with_log(PartitionLog::open(&dir)?);
         let replayed = store.replay().map_err(|e| StorageError::invalid(&dir, e))?;
+        store.held_at_open = store.committed.keys().cloned().collect();
         // What a rewrite would leave, from the records' average size: a log
         // that is mostly live commits is not copied again at every start.
         let live: usize = store.committed.values().map(BTreeMap::len).sum();
@@ -274,6 +279,7 @@ impl OffsetStore {
         }
         if offsets.is_empty() {
             self.committed.remove(group);
+            self.held_at_open.remove(group);
         }
         // The commit is in the log and in memory whatever happens next: a
         // failed rewrite only leaves the log longer.
@@ -352,6 +358,12 @@ impl OffsetStore {
     /// Groups that have committed offsets.
     pub fn groups(&self) -> impl Iterator<Item = &String> {
         self.committed.keys()
+    }
+
+    /// Whether `group` has had commits since before the log was opened
+    /// (without a moment of having none since).
+    pub fn held_at_open(&self, group: &str) -> bool {
+        self.held_at_open.contains(group)
     }
 
     pub fn sync(&mut self) -> std::io::Result<()> {
