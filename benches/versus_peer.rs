@@ -573,6 +573,8 @@ struct Ceiling {
     /// bytes over this machine's loopback.
     sender_cpu_per_gb: f64,
     receiver_cpu_per_gb: f64,
+    /// The share of the machine's CPU time stolen meanwhile.
+    steal: f64,
 }
 
 /// The same bytes (at least 1 GB, so the CPU figures are not a few
@@ -597,7 +599,7 @@ fn ceiling(bytes: u64) -> Ceiling {
     });
     let chunk = vec![b'x'; 1 << 20];
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    let (started, cpu) = (Instant::now(), thread_cpu_seconds());
+    let (started, cpu, host) = (Instant::now(), thread_cpu_seconds(), HostCpu::now());
     let mut sent = 0;
     while sent < bytes {
         let n = (bytes - sent).min(chunk.len() as u64) as usize;
@@ -613,6 +615,7 @@ fn ceiling(bytes: u64) -> Ceiling {
         mb_per_second: bytes as f64 / started.elapsed().as_secs_f64() / 1e6,
         sender_cpu_per_gb: sender_cpu / gb,
         receiver_cpu_per_gb: receiver_cpu / gb,
+        steal: host.steal_until(&HostCpu::now()),
     }
 }
 
@@ -716,11 +719,12 @@ fn main() {
         let ceiling = ceiling(bytes);
         ceilings.push((label, ceiling));
         // The better of two runs: a bound, and the first run in this
-        // process also pays for first touching the client's memory.
+        // process also pays for first touching the client's memory. It
+        // answers acks=1 and acks=all alike, so it stands for both phases.
         let client_bound = selected(&KINDS, "rdkafka").then(|| {
             (0..2)
                 .map(|_| {
-                    let started = Instant::now();
+                    let (started, host) = (Instant::now(), HostCpu::now());
                     produce(
                         &null_broker.addr.to_string(),
                         &format!("null-{label}"),
@@ -728,13 +732,15 @@ fn main() {
                         size,
                         "1",
                     );
-                    bytes as f64 / started.elapsed().as_secs_f64() / 1e6
+                    let mb_s = bytes as f64 / started.elapsed().as_secs_f64() / 1e6;
+                    (mb_s, host.steal_until(&HostCpu::now()))
                 })
-                .fold(0.0, f64::max)
+                .fold((0.0, 0.0), |best, run| if run.0 > best.0 { run } else { best })
         });
-        if let Some(mb_s) = client_bound {
-            client_bounds.push((label, mb_s, mb_s / ceiling.mb_per_second));
+        if let Some((mb_s, steal)) = client_bound {
+            client_bounds.push((label, mb_s, mb_s / ceiling.mb_per_second, steal));
         }
+        let client_bound = client_bound.map(|(mb_s, _)| mb_s);
         for acks in ["1", "all"].into_iter().filter(|_| selected(&KINDS, "rdkafka")) {
             let topic = format!("rd-{label}-acks{acks}");
             let figures = brokers
@@ -804,7 +810,7 @@ fn main() {
     );
     println!();
     println!(
-        "{:<58} {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>6} {:>7} {:>8} {:>6} {:>8}",
+        "{:<58} {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>10} {:>9} {:>8} {:>8} {:>9} {:>8}   {:>6} {:>7} {:>8} {:>6} {:>9}",
         "phase",
         "mk rec/s",
         "mk MB/s",
@@ -830,7 +836,7 @@ fn main() {
             .ceiling_mb_s
             .map_or_else(|| "-".to_string(), |c| format!("{:.2}", ours.mb_per_second() / c));
         println!(
-            "{:<58} {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>6.2} {:>7.2} {:>8} {:>6.2} {:>4.1}/{:.1}",
+            "{:<58} {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>10.0} {:>9.1} {:>8.3} {:>8.3} {:>8.0}M {:>8.2}   {:>6.2} {:>7.2} {:>8} {:>6.2} {:>9}",
             phase.name,
             ours.records_per_second(),
             ours.mb_per_second(),
@@ -848,8 +854,7 @@ fn main() {
             ours.cpu_per_gb() / theirs.cpu_per_gb(),
             ceiling,
             ours.cpu_per_gb() / phase.floor_cpu_per_gb,
-            ours.steal * 100.0,
-            theirs.steal * 100.0
+            format!("{:.1}/{:.1}", ours.steal * 100.0, theirs.steal * 100.0)
         );
     }
     println!("(thrpt and cpu/GB columns: minikafka / peer; ceiling: minikafka MB/s / the loopback sink's MB/s;");
@@ -859,14 +864,18 @@ fn main() {
     println!(" steal %: the machine's CPU time the hypervisor took in minikafka's / the peer's phase)");
     for (label, c) in &ceilings {
         println!(
-            "loopback, {label} load: {:.0} MB/s; sender {:.3} cpu s/GB, receiver {:.3} cpu s/GB",
-            c.mb_per_second, c.sender_cpu_per_gb, c.receiver_cpu_per_gb
+            "loopback, {label} load: {:.0} MB/s; sender {:.3} cpu s/GB, receiver {:.3} cpu s/GB (steal {:.1}%)",
+            c.mb_per_second,
+            c.sender_cpu_per_gb,
+            c.receiver_cpu_per_gb,
+            c.steal * 100.0
         );
     }
-    for (label, mb_s, of_ceiling) in &client_bounds {
+    for (label, mb_s, of_ceiling, steal) in &client_bounds {
         println!(
             "rdkafka into a broker that keeps nothing (answers each Produce at once, in this process; the better of two runs), \
-             {label} load, acks=1: {mb_s:.0} MB/s, {of_ceiling:.2} of the loopback"
+             {label} load, acks=1: {mb_s:.0} MB/s, {of_ceiling:.2} of the loopback (steal {:.1}%)",
+            steal * 100.0
         );
     }
     for phase in &phases {

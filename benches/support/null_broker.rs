@@ -24,6 +24,10 @@ use minikafka::protocol::{ApiKey, ErrorCode, RequestHeader, ResponseHeader, SUPP
 /// Where a record batch keeps its last offset delta (after base offset,
 /// length, leader epoch, magic, CRC and attributes).
 const LAST_OFFSET_DELTA_AT: usize = 23;
+/// Produce from v3 only: record batches (magic 2), whose header it reads.
+const PRODUCE_MIN_VERSION: i16 = 3;
+/// A frame larger than this closes the connection.
+const FRAME_BYTES_MAX: usize = 256 << 20;
 
 pub struct NullBroker {
     pub addr: SocketAddr,
@@ -45,7 +49,7 @@ impl NullBroker {
 }
 
 fn serve(mut stream: TcpStream, addr: SocketAddr, partitions: i32) {
-    stream.set_nodelay(true).unwrap();
+    let _ = stream.set_nodelay(true);
     let mut frame = BytesMut::new();
     let mut out = BytesMut::new();
     // One running offset per (topic, partition), so answers look like a log's.
@@ -56,6 +60,9 @@ fn serve(mut stream: TcpStream, addr: SocketAddr, partitions: i32) {
             return;
         }
         let size = i32::from_be_bytes(size).max(0) as usize;
+        if size > FRAME_BYTES_MAX {
+            return;
+        }
         frame.clear();
         frame.resize(size, 0);
         if stream.read_exact(&mut frame).is_err() {
@@ -98,7 +105,7 @@ fn answer(
     }
     let (version, correlation_id) = (prefix.api_version, prefix.correlation_id);
     let spec = key.spec();
-    if !spec.supports(version) {
+    if !spec.supports(version) || (key == ApiKey::Produce && version < PRODUCE_MIN_VERSION) {
         // Only ApiVersions is answered at an unknown version (in v0).
         return (key == ApiKey::ApiVersions).then(|| {
             let response = api_versions(&served, ErrorCode::UnsupportedVersion);
@@ -130,7 +137,11 @@ fn api_versions(served: &[ApiKey], error: ErrorCode) -> ApiVersionsResponse {
             .filter(|spec| served.contains(&spec.key))
             .map(|spec| ApiVersion {
                 api_key: spec.key as i16,
-                min_version: spec.min_version,
+                min_version: if spec.key == ApiKey::Produce {
+                    PRODUCE_MIN_VERSION
+                } else {
+                    spec.min_version
+                },
                 max_version: spec.max_version,
             })
             .collect(),
@@ -138,6 +149,8 @@ fn api_versions(served: &[ApiKey], error: ErrorCode) -> ApiVersionsResponse {
     }
 }
 
+/// The topics asked for, by name; a request for every topic (or by id)
+/// gets none, which no producer sends.
 fn metadata(request: &MetadataRequest, addr: SocketAddr, partitions: i32) -> MetadataResponse {
     let names = request.topics.iter().flatten().filter_map(|t| t.name.clone());
     MetadataResponse {
