@@ -818,6 +818,100 @@ mod by_hand {
         broker.shutdown().await;
     }
 
+    /// OffsetDelete of partition 0 of each of `topics`: each topic's error.
+    async fn offset_delete_codes(client: &mut RawClient, group: &str, topics: &[&str]) -> Vec<(String, i16)> {
+        let Response::OffsetDelete(deleted) = client.call(offset_delete(group, topics), 0).await else {
+            panic!()
+        };
+        deleted
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions[0].error_code))
+            .collect()
+    }
+
+    /// During a rebalance OffsetDelete goes by the subscriptions of the
+    /// previous generation, as Kafka's: a member subscribed to "read" has
+    /// committed to "read" and "left"; while a second member's join holds
+    /// the group in PreparingRebalance, "read" keeps its commit and "left"
+    /// loses its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offset_delete_during_a_rebalance_goes_by_the_previous_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        for topic in ["read", "left"] {
+            broker.broker().get_or_create_topic(topic, 1).unwrap();
+        }
+        fn join_as(instance: &str) -> Request {
+            let Request::JoinGroup(mut request) = join("rebalancing", "", Some(instance)) else {
+                unreachable!()
+            };
+            // ConsumerProtocolSubscription v0: topics ["read"], null user data.
+            request.protocols[0].metadata = Bytes::from_static(b"\0\0\0\0\0\x01\0\x04read\xff\xff\xff\xff");
+            Request::JoinGroup(request)
+        }
+        let mut first = RawClient::connect(broker.local_addr()).await;
+        let joined_first = joined(&mut first, join_as("first"), 5).await;
+        assert_eq!(joined_first.error_code, 0);
+        let (generation, member) = (joined_first.generation_id, joined_first.member_id.clone());
+        let Response::SyncGroup(synced) = first.call(sync("rebalancing", generation, &member, vec![]), 3).await else {
+            panic!()
+        };
+        assert_eq!(synced.error_code, 0);
+        let commit = Request::OffsetCommit(OffsetCommitRequest {
+            group_id: "rebalancing".into(),
+            generation_id_or_member_epoch: generation,
+            member_id: member.clone(),
+            topics: ["read", "left"]
+                .map(|topic| OffsetCommitRequestTopic {
+                    name: topic.into(),
+                    partitions: vec![OffsetCommitRequestPartition {
+                        partition_index: 0,
+                        committed_offset: 1,
+                        ..Default::default()
+                    }],
+                })
+                .into(),
+            ..Default::default()
+        });
+        let Response::OffsetCommit(committed) = first.call(commit, 8).await else {
+            panic!()
+        };
+        assert!(committed.topics.iter().all(|t| t.partitions[0].error_code == 0));
+
+        // The second join waits for the first member to rejoin, which it
+        // does not: the group stays in PreparingRebalance meanwhile.
+        let addr = broker.local_addr();
+        let second = tokio::spawn(async move {
+            let mut client = RawClient::connect(addr).await;
+            client.call(join_as("second"), 5).await
+        });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let describe = Request::DescribeGroups(DescribeGroupsRequest {
+                groups: vec!["rebalancing".into()],
+                ..Default::default()
+            });
+            let Response::DescribeGroups(described) = first.call(describe, 5).await else {
+                panic!()
+            };
+            if described.groups[0].group_state == "PreparingRebalance" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the group starts rebalancing");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            offset_delete_codes(&mut first, "rebalancing", &["read", "left"]).await,
+            [
+                ("read".to_string(), ErrorCode::GroupSubscribedToTopic.code()),
+                ("left".to_string(), 0)
+            ]
+        );
+        second.abort();
+        broker.shutdown().await;
+    }
+
     /// OffsetDelete as Kafka answers it: a consumer group keeps the offsets
     /// of topics its members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC) and
     /// loses the others; a non-empty group of another protocol type is
@@ -829,16 +923,8 @@ mod by_hand {
         let bootstrap = broker.bootstrap();
         let member = member_reading_one_of_two_topics(&broker, "readers").await;
         let mut client = RawClient::connect(broker.local_addr()).await;
-        let Response::OffsetDelete(deleted) = client.call(offset_delete("readers", &["read", "left"]), 0).await else {
-            panic!()
-        };
-        let codes: Vec<(String, i16)> = deleted
-            .topics
-            .iter()
-            .map(|t| (t.name.clone(), t.partitions[0].error_code))
-            .collect();
         assert_eq!(
-            codes,
+            offset_delete_codes(&mut client, "readers", &["read", "left"]).await,
             [
                 ("read".to_string(), ErrorCode::GroupSubscribedToTopic.code()),
                 ("left".to_string(), 0)

@@ -109,16 +109,20 @@ pub struct Group {
     /// When the group last became Empty (or was created): what the expiry
     /// of its committed offsets counts from (KIP-211).
     empty_since: Instant,
+    /// What the members of a consumer-protocol group subscribed to when
+    /// its generation last changed (Kafka's `subscribedTopics`): during a
+    /// rebalance, the previous generation's. `None`: not known.
+    subscribed: Option<BTreeSet<String>>,
 }
 
 /// Whether a group has members, as far as the coordinator knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
-    /// Members whose subscriptions are not known: another protocol type,
-    /// a rebalance under way, or metadata that does not parse.
+    /// Members whose subscriptions do not count: another protocol type, a
+    /// group that is not Stable, or metadata that does not parse.
     Members,
-    /// Consumer-protocol members of the current generation, subscribed
-    /// between them to these topics.
+    /// Consumer-protocol members of a Stable group, subscribed between them
+    /// to these topics.
     Subscribed(BTreeSet<String>),
     EmptyFor(std::time::Duration),
     /// Not seen since the broker started.
@@ -127,14 +131,23 @@ pub enum Membership {
 
 impl Group {
     /// The topics the members of a consumer-protocol group subscribe to,
-    /// once this generation's protocol is chosen (CompletingRebalance or
-    /// Stable), as Kafka computes them at each generation. `None` when not
-    /// known: another protocol type, a rebalance under way, or a member
-    /// whose subscription does not parse.
+    /// as Kafka computes them each time the generation changes: while a
+    /// rebalance is under way, those of the previous generation. `None`
+    /// when not known: another protocol type, no generation yet, or a
+    /// member whose subscription does not parse.
     pub fn subscribed_topics(&self) -> Option<BTreeSet<String>> {
-        let settled = matches!(self.state, GroupState::CompletingRebalance | GroupState::Stable);
-        if !settled || self.protocol_type.as_deref() != Some("consumer") {
+        self.subscribed.clone()
+    }
+
+    /// Kafka's `computeSubscribedTopics`, at a new generation: each
+    /// member's ConsumerProtocolSubscription for the chosen protocol, read
+    /// as v0 (the prefix of every version); none for an empty group.
+    fn compute_subscribed(&self) -> Option<BTreeSet<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") {
             return None;
+        }
+        if self.members.is_empty() {
+            return Some(BTreeSet::new());
         }
         let protocol = self.protocol.as_deref()?;
         let mut topics = BTreeSet::new();
@@ -159,6 +172,7 @@ impl Group {
             join_deadline: None,
             join_not_before: None,
             empty_since: Instant::now(),
+            subscribed: None,
         }
     }
 
@@ -463,9 +477,11 @@ impl Coordinator {
             group.state = GroupState::Empty;
             group.empty_since = now;
             group.protocol = None;
+            group.subscribed = group.compute_subscribed();
             return;
         }
         group.protocol = select_protocol(group);
+        group.subscribed = group.compute_subscribed();
         if group.leader.as_ref().is_none_or(|l| group.member(l).is_none()) {
             group.leader = group.members.values().next().map(|m| m.id.clone());
         }
@@ -641,6 +657,7 @@ impl Coordinator {
                     group.empty_since = now;
                     group.generation += 1;
                     group.protocol = None;
+                    group.subscribed = group.compute_subscribed();
                 } else {
                     self.prepare_rebalance(group, now);
                     // The survivors find out through REBALANCE_IN_PROGRESS.
@@ -744,9 +761,12 @@ impl Coordinator {
         match self.lock().get(group_id) {
             None => Membership::Unknown,
             Some(group) if group.state == GroupState::Empty => Membership::EmptyFor(group.empty_since.elapsed()),
-            Some(group) => group
+            // As Kafka's removeExpiredOffsets: by subscription only once
+            // the group is Stable.
+            Some(group) if group.state == GroupState::Stable => group
                 .subscribed_topics()
                 .map_or(Membership::Members, Membership::Subscribed),
+            Some(_) => Membership::Members,
         }
     }
 

@@ -459,8 +459,9 @@ pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGr
 
 pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
     // As Kafka: a consumer group keeps the offsets of the topics its members
-    // subscribe to, every topic when those are not known (a rebalance under
-    // way, metadata that does not parse); any other group must be empty.
+    // subscribed to at its last generation (during a rebalance, the previous
+    // one's), every topic when those are not known (no generation yet,
+    // metadata that does not parse); any other group must be empty.
     let (live, protected) = match broker.coordinator.lock().get(&request.group_id) {
         None => (false, Protected::Nothing),
         Some(group) if group.state == GroupState::Empty => (true, Protected::Nothing),
