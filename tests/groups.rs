@@ -832,9 +832,9 @@ mod by_hand {
 
     /// During a rebalance OffsetDelete goes by the subscriptions of the
     /// previous generation, as Kafka's: a member subscribed to "read" has
-    /// committed to "read" and "left"; while a second member's join holds
-    /// the group in PreparingRebalance, "read" keeps its commit and "left"
-    /// loses its own.
+    /// committed to "read" and "left"; while a second member's join
+    /// (subscribed to "left") holds the group in PreparingRebalance, "read"
+    /// keeps its commit and "left" loses its own.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn offset_delete_during_a_rebalance_goes_by_the_previous_generation() {
         let dir = tempfile::tempdir().unwrap();
@@ -842,16 +842,20 @@ mod by_hand {
         for topic in ["read", "left"] {
             broker.broker().get_or_create_topic(topic, 1).unwrap();
         }
-        fn join_as(instance: &str) -> Request {
+        /// A join subscribed to one topic of four letters.
+        fn join_as(instance: &str, topic: &str) -> Request {
             let Request::JoinGroup(mut request) = join("rebalancing", "", Some(instance)) else {
                 unreachable!()
             };
-            // ConsumerProtocolSubscription v0: topics ["read"], null user data.
-            request.protocols[0].metadata = Bytes::from_static(b"\0\0\0\0\0\x01\0\x04read\xff\xff\xff\xff");
+            // ConsumerProtocolSubscription v0: [topic], null user data.
+            let mut metadata = b"\0\0\0\0\0\x01\0\x04".to_vec();
+            metadata.extend_from_slice(topic.as_bytes());
+            metadata.extend_from_slice(b"\xff\xff\xff\xff");
+            request.protocols[0].metadata = Bytes::from(metadata);
             Request::JoinGroup(request)
         }
         let mut first = RawClient::connect(broker.local_addr()).await;
-        let joined_first = joined(&mut first, join_as("first"), 5).await;
+        let joined_first = joined(&mut first, join_as("first", "read"), 5).await;
         assert_eq!(joined_first.error_code, 0);
         let (generation, member) = (joined_first.generation_id, joined_first.member_id.clone());
         let Response::SyncGroup(synced) = first.call(sync("rebalancing", generation, &member, vec![]), 3).await else {
@@ -884,7 +888,7 @@ mod by_hand {
         let addr = broker.local_addr();
         let second = tokio::spawn(async move {
             let mut client = RawClient::connect(addr).await;
-            client.call(join_as("second"), 5).await
+            client.call(join_as("second", "left"), 5).await
         });
         let deadline = std::time::Instant::now() + DEADLINE;
         loop {

@@ -125,7 +125,8 @@ pub enum Membership {
     /// to these topics.
     Subscribed(BTreeSet<String>),
     EmptyFor(std::time::Duration),
-    /// Not seen since the broker started.
+    /// No coordinator entry: not joined since the broker started, or
+    /// deleted since (DeleteGroups, or all its commits expired).
     Unknown,
 }
 

@@ -582,8 +582,9 @@ impl Broker {
     /// no commit for `offsets.retention.minutes`, every
     /// `offsets.retention.check.interval.ms`, until shutdown. As in Kafka
     /// (KIP-211) the time counts from when the group became empty; a group
-    /// this broker has not seen since it started counts from the start, and
-    /// a later commit (a consumer outside any group, say) counts too.
+    /// that held commits before this start, unseen since, counts from the
+    /// start, and a later commit counts too. A group nobody has joined,
+    /// with nothing held before the start, loses each commit as it ages.
     pub async fn run_offset_expiry(&self) {
         self.every(self.config.offsets_retention_check_interval, || async {
             self.expire_offsets(wall_clock_ms())
@@ -632,7 +633,9 @@ impl Broker {
                 // members left before the restart, which Kafka would
                 // count from when it emptied (kept in its log, not in
                 // ours). Counting from the start keeps commits longer,
-                // never shorter.
+                // except for a group whose members were still there at
+                // the restart: Kafka counts from when their sessions
+                // time out after it, minutes later.
                 Membership::Unknown if offsets.held_at_open(&group) => Expiring::AllSinceEmpty(self.started_ms),
                 // Committed since this start by consumers outside any
                 // group (nobody has joined it): Kafka's standalone group,
