@@ -718,9 +718,9 @@ fn main() {
         let bytes = count * size as u64;
         let ceiling = ceiling(bytes);
         ceilings.push((label, ceiling));
-        // The better of two runs: a bound, and the first run in this
-        // process also pays for first touching the client's memory. It
-        // answers acks=1 and acks=all alike, so it stands for both phases.
+        // The better of two runs: the first in this process also pays for
+        // first touching the client's memory. The null broker answers
+        // acks=1 and acks=all alike, so one figure stands for both phases.
         let client_bound = selected(&KINDS, "rdkafka").then(|| {
             (0..2)
                 .map(|_| {

@@ -52,7 +52,8 @@ fn serve(mut stream: TcpStream, addr: SocketAddr, partitions: i32) {
     let _ = stream.set_nodelay(true);
     let mut frame = BytesMut::new();
     let mut out = BytesMut::new();
-    // One running offset per (topic, partition), so answers look like a log's.
+    // A running offset per (topic, partition) on this connection, so that
+    // answers look like a log's to the one producer a bench run makes.
     let mut next_offsets = std::collections::HashMap::<(String, i32), i64>::new();
     loop {
         let mut size = [0u8; 4];
