@@ -17,23 +17,6 @@ use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
 use tokio::process::Command;
 
-async fn kp_admin(bootstrap: &str, args: &[&str]) -> Value {
-    let output = Command::new(python())
-        .arg(python_script("kp_admin.py"))
-        .args(["--bootstrap", bootstrap])
-        .args(args)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "kp_admin {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
 async fn kcat_topics(bootstrap: &str) -> String {
     let output = Command::new(kcat())
         .env_remove("LD_LIBRARY_PATH")

@@ -724,6 +724,33 @@ mod by_hand {
         broker.shutdown().await;
     }
 
+    /// Kafka's offset cleanup removes an Empty group with nothing committed;
+    /// one holding an id from MEMBER_ID_REQUIRED stays until the id
+    /// expires, so the consumer's second JoinGroup still gets in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_group_waits_for_the_ids_it_handed_out() {
+        use minikafka::protocol::messages::group_admin::ListGroupsRequest;
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let first = joined(&mut client, join("between-joins", "", None), 9).await;
+        assert_eq!(first.error_code, ErrorCode::MemberIdRequired.code());
+        broker.broker().expire_offsets(now_ms());
+        let Response::ListGroups(listed) = client.call(Request::ListGroups(ListGroupsRequest::default()), 4).await
+        else {
+            panic!()
+        };
+        let listed: Vec<_> = listed
+            .groups
+            .iter()
+            .map(|g| (g.group_id.as_str(), g.group_state.as_str()))
+            .collect();
+        assert_eq!(listed, [("between-joins", "Empty")]);
+        let second = joined(&mut client, join("between-joins", &first.member_id, None), 9).await;
+        assert_eq!((second.error_code, second.generation_id), (0, 1));
+        broker.shutdown().await;
+    }
+
     fn offset_delete(group: &str, topics: &[&str]) -> Request {
         use minikafka::protocol::messages::group_admin::{
             OffsetDeleteRequest, OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
@@ -1160,35 +1187,13 @@ async fn a_consumer_group_loses_old_commits_of_topics_it_does_not_subscribe_to()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_python_group_loses_old_commits_of_topics_it_does_not_subscribe_to() {
     use rdkafka::Offset;
-    use tokio::io::AsyncWriteExt;
     let dir = tempfile::tempdir().unwrap();
     let broker = start(config(dir.path(), 1)).await;
     let bootstrap = broker.bootstrap();
     for topic in ["read", "left"] {
         broker.broker().get_or_create_topic(topic, 1).unwrap();
     }
-    let mut member = Command::new(python())
-        .arg(python_script("kp_group_member.py"))
-        .args([
-            "--bootstrap",
-            &bootstrap,
-            "--group",
-            "py-switched",
-            "--subscribe",
-            "read",
-        ])
-        .args(["--commit", "read:0:1", "--commit", "left:0:5"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(member.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ready.as_deref(), Some(r#"{"ready": true}"#));
+    let member = PyMember::ready(&bootstrap, "py-switched", "read", &["read:0:1", "left:0:5"]).await;
     let committed = async |topic| committed_offset(&bootstrap, "py-switched", topic).await;
     assert_eq!(
         (committed("read").await, committed("left").await),
@@ -1201,15 +1206,50 @@ async fn a_kafka_python_group_loses_old_commits_of_topics_it_does_not_subscribe_
         (Offset::Offset(1), Offset::Invalid),
         "only the commit of the topic no member reads went"
     );
-    let mut stdin = member.stdin.take().unwrap();
-    stdin.write_all(b"leave\n").await.unwrap();
-    let left = tokio::time::timeout(DEADLINE, lines.next_line())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(left.as_deref(), Some(r#"{"left": true}"#));
-    assert!(member.wait().await.unwrap().success());
+    member.leave().await;
     broker.shutdown().await;
+}
+
+/// A kafka-python member of a group (`tests/python/kp_group_member.py`).
+struct PyMember {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl PyMember {
+    /// Once it is assigned and has made `commits` (TOPIC:PARTITION:OFFSET).
+    async fn ready(bootstrap: &str, group: &str, subscribe: &str, commits: &[&str]) -> PyMember {
+        let mut child = Command::new(python())
+            .arg(python_script("kp_group_member.py"))
+            .args(["--bootstrap", bootstrap, "--group", group, "--subscribe", subscribe])
+            .args(commits.iter().flat_map(|c| ["--commit", c]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut member = PyMember {
+            lines: BufReader::new(child.stdout.take().unwrap()).lines(),
+            child,
+        };
+        assert_eq!(member.next_line().await.as_deref(), Some(r#"{"ready": true}"#));
+        member
+    }
+
+    async fn next_line(&mut self) -> Option<String> {
+        tokio::time::timeout(DEADLINE, self.lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Leaves the group, and exits.
+    async fn leave(mut self) {
+        use tokio::io::AsyncWriteExt;
+        self.child.stdin.take().unwrap().write_all(b"leave\n").await.unwrap();
+        assert_eq!(self.next_line().await.as_deref(), Some(r#"{"left": true}"#));
+        assert!(self.child.wait().await.unwrap().success());
+    }
 }
 
 /// Waits for the wall clock to pass `ms`, so that the next commit is
@@ -1347,5 +1387,94 @@ async fn committed_offsets_expire_only_once_their_group_is_empty() {
     assert_eq!(committed_offset(&bootstrap, "live", topic).await, Offset::Offset(1));
     tokio::task::spawn_blocking(move || member.unsubscribe()).await.unwrap();
     until_expired(&bootstrap, "live", topic).await;
+    broker.shutdown().await;
+}
+
+/// As Kafka's offset cleanup: a group whose members all left without
+/// committing is gone at the next run. ListGroups (kafka-python's and
+/// librdkafka's) stops listing it, DescribeGroups says Dead, while a group
+/// that committed stays, Empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_group_with_nothing_committed_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    broker.broker().get_or_create_topic("passing", 1).unwrap();
+    {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            for (group, commits) in [("rd-passing", false), ("rd-kept", true)] {
+                let member = group_consumer(&bootstrap, group, &[]);
+                member.subscribe(&["passing"]).unwrap();
+                let deadline = std::time::Instant::now() + DEADLINE;
+                while member.assignment().unwrap().count() == 0 {
+                    assert!(std::time::Instant::now() < deadline, "{group}'s member is assigned");
+                    member.poll(Duration::from_millis(50));
+                }
+                if commits {
+                    let mut positions = rdkafka::TopicPartitionList::new();
+                    positions
+                        .add_partition_offset("passing", 0, rdkafka::Offset::Offset(1))
+                        .unwrap();
+                    member.commit(&positions, CommitMode::Sync).unwrap();
+                }
+                // Dropping it closes it, which leaves the group.
+            }
+        })
+        .await
+        .unwrap();
+    }
+    PyMember::ready(&bootstrap, "py-passing", "passing", &[])
+        .await
+        .leave()
+        .await;
+
+    let listed_by_kafka_python = async || {
+        let listed = kp_admin(&bootstrap, &["list-groups"]).await;
+        let groups = listed["groups"].as_object().unwrap().clone();
+        groups
+            .into_iter()
+            .map(|(group, state)| (group, state.as_str().unwrap().to_string()))
+            .collect::<BTreeMap<String, String>>()
+    };
+    let empty = |groups: &[&str]| -> BTreeMap<String, String> {
+        groups.iter().map(|g| (g.to_string(), "Empty".to_string())).collect()
+    };
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let listed = listed_by_kafka_python().await;
+        if listed == empty(&["py-passing", "rd-kept", "rd-passing"]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "every member left: {listed:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    broker.broker().expire_offsets(now_ms());
+    assert_eq!(listed_by_kafka_python().await, empty(&["rd-kept"]));
+    let listed_by_rdkafka = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let client = group_consumer(&bootstrap, "lister", &[]);
+            let list = client.fetch_group_list(None, DEADLINE).unwrap();
+            list.groups()
+                .iter()
+                .map(|g| (g.name().to_string(), g.state().to_string()))
+                .collect::<BTreeMap<_, _>>()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(listed_by_rdkafka, empty(&["rd-kept"]));
+    let mut client = RawClient::connect(broker.local_addr()).await;
+    let describe = DescribeGroupsRequest {
+        groups: vec!["rd-passing".into(), "rd-kept".into()],
+        ..Default::default()
+    };
+    let Response::DescribeGroups(described) = client.call(Request::DescribeGroups(describe), 5).await else {
+        panic!()
+    };
+    let states: Vec<_> = described.groups.iter().map(|g| g.group_state.as_str()).collect();
+    assert_eq!(states, ["Dead", "Empty"]);
     broker.shutdown().await;
 }

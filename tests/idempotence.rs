@@ -19,7 +19,6 @@ use minikafka::protocol::record_batch::{Compression, batch_crc};
 use minikafka::protocol::records::{Record, RecordBatchBuilder};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde_json::Value;
 
 const MESSAGES: usize = 100_000;
 
@@ -127,12 +126,7 @@ async fn kafka_python_idempotent_producer_survives_connection_cuts() {
         .output()
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "kp_produce failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = json_stdout(&output, "kp_produce");
     assert_eq!(report["delivered"].as_array().unwrap().len(), MESSAGES);
     assert!(proxy.cuts.load(Ordering::SeqCst) > 0, "the proxy cut connections");
     assert_exactly_once_in_order(&broker, "cut-python", MESSAGES);

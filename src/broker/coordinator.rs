@@ -126,7 +126,7 @@ pub enum Membership {
     Subscribed(BTreeSet<String>),
     EmptyFor(std::time::Duration),
     /// No coordinator entry: not joined since the broker started, or
-    /// deleted since (DeleteGroups, or all its commits expired).
+    /// deleted since (DeleteGroups, or emptied with nothing committed).
     Unknown,
 }
 
@@ -156,6 +156,19 @@ impl Group {
             topics.extend(decode_subscribed_topics(&member.metadata_for(protocol)).ok()?);
         }
         Some(topics)
+    }
+
+    /// Whether the group has members, or for how long it has had none.
+    fn membership(&self) -> Membership {
+        match self.state {
+            GroupState::Empty => Membership::EmptyFor(self.empty_since.elapsed()),
+            // As Kafka's removeExpiredOffsets: by subscription only once
+            // the group is Stable.
+            GroupState::Stable => self
+                .subscribed_topics()
+                .map_or(Membership::Members, Membership::Subscribed),
+            _ => Membership::Members,
+        }
     }
 
     fn new(id: &str) -> Group {
@@ -757,30 +770,50 @@ impl Coordinator {
         }
     }
 
-    /// Whether `group_id` has members, or for how long it has had none.
-    pub fn membership(&self, group_id: &str) -> Membership {
-        match self.lock().get(group_id) {
-            None => Membership::Unknown,
-            Some(group) if group.state == GroupState::Empty => Membership::EmptyFor(group.empty_since.elapsed()),
-            // As Kafka's removeExpiredOffsets: by subscription only once
-            // the group is Stable.
-            Some(group) if group.state == GroupState::Stable => group
-                .subscribed_topics()
-                .map_or(Membership::Members, Membership::Subscribed),
-            Some(_) => Membership::Members,
-        }
+    /// Runs `decide` with whether `group_id` has members, or for how long
+    /// it has had none, holding the coordinator's lock until it returns:
+    /// no member joins and no group empties meanwhile. `decide` may take
+    /// the offsets lock (always after this one, never the other way round).
+    pub fn with_membership<T>(&self, group_id: &str, decide: impl FnOnce(Membership) -> T) -> T {
+        let groups = self.lock();
+        decide(groups.get(group_id).map_or(Membership::Unknown, Group::membership))
     }
 
-    /// Removes an empty group (DeleteGroups); offsets are the caller's.
-    pub fn delete(&self, group_id: &str) -> Result<(), ErrorCode> {
+    /// Deletes an empty or unknown group (DeleteGroups). `delete_offsets`,
+    /// told whether the coordinator knows the group, runs under the
+    /// coordinator's lock, so no member joins meanwhile; the entry goes
+    /// only once it succeeded, so a failed write leaves the group as it
+    /// was.
+    pub fn delete(
+        &self,
+        group_id: &str,
+        delete_offsets: impl FnOnce(bool) -> Result<(), ErrorCode>,
+    ) -> Result<(), ErrorCode> {
         let mut groups = self.lock();
-        match groups.get(group_id) {
-            Some(group) if group.state != GroupState::Empty => Err(ErrorCode::NonEmptyGroup),
-            _ => {
-                groups.remove(group_id);
-                Ok(())
-            }
-        }
+        let live = match groups.get(group_id) {
+            Some(group) if group.state != GroupState::Empty => return Err(ErrorCode::NonEmptyGroup),
+            Some(_) => true,
+            None => false,
+        };
+        delete_offsets(live)?;
+        groups.remove(group_id);
+        Ok(())
+    }
+
+    /// Removes the Empty groups that `has_offsets` says hold no commits, as
+    /// Kafka's offset cleanup moves them to Dead. A group still holding
+    /// ids handed out with MEMBER_ID_REQUIRED waits for them to expire, so
+    /// that a consumer between its two JoinGroups is not turned away.
+    /// `has_offsets` may take the offsets lock. Returns how many went.
+    pub fn remove_idle_groups(&self, now: Instant, has_offsets: impl Fn(&str) -> bool) -> usize {
+        let mut groups = self.lock();
+        let before = groups.len();
+        groups.retain(|id, group| {
+            group.state != GroupState::Empty
+                || group.pending_ids.values().any(|expiry| *expiry > now)
+                || has_offsets(id)
+        });
+        before - groups.len()
     }
 }
 

@@ -422,29 +422,20 @@ pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGr
         .groups_names
         .iter()
         .map(|id| {
-            let live = broker.coordinator.lock().contains_key(id);
-            let known = live || broker.offsets().group(id).is_some();
-            let code = if !known {
-                ErrorCode::GroupIdNotFound
-            } else {
-                match broker.coordinator.delete(id) {
-                    Err(code) => code,
-                    Ok(()) => {
-                        let mut offsets = broker.offsets();
-                        let gone: Vec<_> = offsets
-                            .group(id)
-                            .map(|c| c.keys().map(|k| (k.clone(), None)).collect())
-                            .unwrap_or_default();
-                        match offsets.write(id, gone) {
-                            Ok(()) => ErrorCode::None,
-                            Err(e) => {
-                                tracing::error!(group = %id, error = %e, "deleting committed offsets failed");
-                                ErrorCode::KafkaStorageError
-                            }
-                        }
-                    }
-                }
-            };
+            // The offsets go first, under the coordinator's lock, and the
+            // group only once they have: a failed write leaves both.
+            let deleted = broker.coordinator.delete(id, |live| {
+                let mut offsets = broker.offsets();
+                let Some(committed) = offsets.group(id) else {
+                    return if live { Ok(()) } else { Err(ErrorCode::GroupIdNotFound) };
+                };
+                let gone = committed.keys().map(|k| (k.clone(), None)).collect();
+                offsets.write(id, gone).map_err(|e| {
+                    tracing::error!(group = %id, error = %e, "deleting committed offsets failed");
+                    ErrorCode::KafkaStorageError
+                })
+            });
+            let code = deleted.err().unwrap_or(ErrorCode::None);
             DeletableGroupResult {
                 group_id: id.clone(),
                 error_code: code.code(),

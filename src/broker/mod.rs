@@ -608,96 +608,93 @@ impl Broker {
         }
     }
 
-    /// One run of offset expiry, as at wall-clock time `now_ms`; public so
-    /// that tests can choose the time.
+    /// One run of offset expiry, as at wall-clock time `now_ms`, then of
+    /// the removal of empty groups with nothing committed; public so that
+    /// tests can choose the time.
     pub fn expire_offsets(&self, now_ms: i64) {
-        use coordinator::Membership;
-        let retention_ms = self.config.offsets_retention_ms;
         let groups: Vec<String> = self.offsets().groups().cloned().collect();
         for group in groups {
-            // Which commits may go: those of topics no member subscribes
-            // to, (in an empty group) all of them, from when it emptied, or
-            // (outside any group) each on its own.
-            enum Expiring {
-                Unsubscribed(std::collections::BTreeSet<String>),
-                AllSinceEmpty(i64),
-                EachOnItsOwn,
-            }
-            let membership = self.coordinator.membership(&group);
-            let mut offsets = self.offsets();
-            let expiring = match membership {
-                Membership::Members => continue,
-                Membership::Subscribed(topics) => Expiring::Unsubscribed(topics),
-                Membership::EmptyFor(idle) => Expiring::AllSinceEmpty(now_ms - idle.as_millis() as i64),
-                // Held before this start: it may have been a group whose
-                // members left before the restart, which Kafka would
-                // count from when it emptied (kept in its log, not in
-                // ours). Counting from the start keeps commits longer,
-                // except for a group whose members were still there at
-                // the restart: Kafka counts from when their sessions
-                // time out after it, minutes later.
-                Membership::Unknown if offsets.held_at_open(&group) => Expiring::AllSinceEmpty(self.started_ms),
-                // Committed since this start by consumers outside any
-                // group (nobody has joined it): Kafka's standalone group,
-                // whose commits go one by one as they age.
-                Membership::Unknown => Expiring::EachOnItsOwn,
-            };
-            let Some(committed) = offsets.group(&group) else {
-                continue;
-            };
-            // As Kafka's GroupMetadata.removeExpiredOffsets: in an empty
-            // group, commits without an expiry time of their own go
-            // together, once the group has been empty, and without a commit,
-            // for the retention time (KIP-211). In a consumer group with
-            // members, each commit of a topic no member subscribes to goes
-            // once it is that old, and so does each commit of a standalone
-            // group. Either way a commit with its own expiry time
-            // (OffsetCommit v2-v4's retention_time_ms) goes at that time.
-            let newest_commit = committed.values().map(|c| c.commit_timestamp).max().unwrap_or(i64::MIN);
-            let due = |c: &crate::storage::offsets::CommittedOffset, counted_from: i64| {
-                c.expire_timestamp
-                    .map_or(now_ms.saturating_sub(counted_from) >= retention_ms, |at| now_ms >= at)
-            };
-            let expired: Vec<_> = committed
-                .iter()
-                .filter(|(tp, c)| match &expiring {
-                    Expiring::Unsubscribed(topics) => !topics.contains(&tp.0) && due(c, c.commit_timestamp),
-                    Expiring::AllSinceEmpty(empty_since) => due(c, (*empty_since).max(newest_commit)),
-                    Expiring::EachOnItsOwn => due(c, c.commit_timestamp),
-                })
-                .map(|(tp, c)| (tp.clone(), c.clone()))
-                .collect();
-            if expired.is_empty() {
-                continue;
-            }
-            let all_of_them = expired.len() == committed.len();
-            let gone: Vec<_> = expired.iter().map(|(tp, _)| (tp.clone(), None)).collect();
-            if let Err(e) = offsets.write(&group, gone) {
-                tracing::error!(%group, error = %e, "deleting expired committed offsets failed");
-                continue;
-            }
-            drop(offsets);
-            // Members may have joined, or subscribed anew, since the check
-            // (the two locks are never held together): commits that no
-            // longer expire come back before a member can ask for them,
-            // which it does only once its join completes.
-            let still_expired = match self.coordinator.membership(&group) {
-                Membership::Members => false,
-                Membership::Subscribed(topics) => expired.iter().all(|(tp, _)| !topics.contains(&tp.0)),
-                Membership::EmptyFor(_) | Membership::Unknown => true,
-            };
-            if !still_expired {
-                let kept = expired.into_iter().map(|(tp, c)| (tp, Some(c))).collect();
-                if let Err(e) = self.offsets().write(&group, kept) {
-                    tracing::error!(%group, error = %e, "restoring committed offsets failed");
-                }
-                continue;
-            }
-            tracing::info!(%group, partitions = expired.len(), "committed offsets expired");
-            if all_of_them && matches!(expiring, Expiring::AllSinceEmpty(_)) {
-                // An empty group with nothing committed is gone, as in Kafka.
-                let _ = self.coordinator.delete(&group);
-            }
+            // Under the coordinator's lock: no member joins, and no group
+            // empties, between the check and the deletion.
+            self.coordinator.with_membership(&group, |membership| {
+                self.expire_group_offsets(&group, membership, now_ms)
+            });
+        }
+        // As Kafka's cleanupGroupMetadata: an Empty group with nothing
+        // committed is gone (Dead), however recently it emptied.
+        let removed = self
+            .coordinator
+            .remove_idle_groups(tokio::time::Instant::now(), |group| {
+                self.offsets().group(group).is_some()
+            });
+        if removed > 0 {
+            tracing::info!(groups = removed, "removed empty groups with no committed offsets");
+        }
+    }
+
+    /// Deletes `group`'s commits that are due at `now_ms`, given its
+    /// membership. The caller holds the coordinator's lock.
+    fn expire_group_offsets(&self, group: &str, membership: coordinator::Membership, now_ms: i64) {
+        use coordinator::Membership;
+        let retention_ms = self.config.offsets_retention_ms;
+        // Which commits may go: those of topics no member subscribes to,
+        // (in an empty group) all of them, from when it emptied, or
+        // (outside any group) each on its own.
+        enum Expiring {
+            Unsubscribed(std::collections::BTreeSet<String>),
+            AllSinceEmpty(i64),
+            EachOnItsOwn,
+        }
+        let mut offsets = self.offsets();
+        let expiring = match membership {
+            Membership::Members => return,
+            Membership::Subscribed(topics) => Expiring::Unsubscribed(topics),
+            Membership::EmptyFor(idle) => Expiring::AllSinceEmpty(now_ms - idle.as_millis() as i64),
+            // Held before this start: it may have been a group whose
+            // members left before the restart, which Kafka would count
+            // from when it emptied (kept in its log, not in ours).
+            // Counting from the start keeps commits longer, except for a
+            // group whose members were still there at the restart: Kafka
+            // counts from when their sessions time out after it, minutes
+            // later.
+            Membership::Unknown if offsets.held_at_open(group) => Expiring::AllSinceEmpty(self.started_ms),
+            // Committed since this start by consumers outside any group
+            // (nobody has joined it): Kafka's standalone group, whose
+            // commits go one by one as they age.
+            Membership::Unknown => Expiring::EachOnItsOwn,
+        };
+        let Some(committed) = offsets.group(group) else {
+            return;
+        };
+        // As Kafka's GroupMetadata.removeExpiredOffsets: in an empty group,
+        // commits without an expiry time of their own go together, once the
+        // group has been empty, and without a commit, for the retention
+        // time (KIP-211). In a consumer group with members, each commit of
+        // a topic no member subscribes to goes once it is that old, and so
+        // does each commit of a standalone group. Either way a commit with
+        // its own expiry time (OffsetCommit v2-v4's retention_time_ms) goes
+        // at that time.
+        let newest_commit = committed.values().map(|c| c.commit_timestamp).max().unwrap_or(i64::MIN);
+        let due = |c: &crate::storage::offsets::CommittedOffset, counted_from: i64| {
+            c.expire_timestamp
+                .map_or(now_ms.saturating_sub(counted_from) >= retention_ms, |at| now_ms >= at)
+        };
+        let expired: Vec<_> = committed
+            .iter()
+            .filter(|(tp, c)| match &expiring {
+                Expiring::Unsubscribed(topics) => !topics.contains(&tp.0) && due(c, c.commit_timestamp),
+                Expiring::AllSinceEmpty(empty_since) => due(c, (*empty_since).max(newest_commit)),
+                Expiring::EachOnItsOwn => due(c, c.commit_timestamp),
+            })
+            .map(|(tp, _)| (tp.clone(), None))
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let partitions = expired.len();
+        match offsets.write(group, expired) {
+            Ok(()) => tracing::info!(%group, partitions, "committed offsets expired"),
+            Err(e) => tracing::error!(%group, error = %e, "deleting expired committed offsets failed"),
         }
     }
 

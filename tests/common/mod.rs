@@ -403,6 +403,30 @@ pub fn python_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
 }
 
+/// Runs one `tests/python/kp_admin.py` action (kafka-python's
+/// KafkaAdminClient) and returns the JSON object it prints.
+pub async fn kp_admin(bootstrap: &str, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(python())
+        .arg(python_script("kp_admin.py"))
+        .args(["--bootstrap", bootstrap])
+        .args(args)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    json_stdout(&output, &format!("kp_admin {args:?}"))
+}
+
+/// The JSON object a test script printed, once it exited successfully.
+pub fn json_stdout(output: &std::process::Output, what: &str) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// A TCP proxy that cuts each connection (both directions, abruptly) after
 /// a pseudo-random number of bytes of *responses*: requests the broker has
 /// handled lose their answers, so the client must reconnect (through the

@@ -11,6 +11,7 @@ Runs one action and prints one JSON object on stdout:
   delete NAME                           -> {"error": ...}
   list                                  -> {"topics": [...]}
   describe NAME                         -> {"partitions": [0, 1, ...]}
+  list-groups                           -> {"groups": {group_id: state, ...}}
 """
 import argparse
 import json
@@ -89,6 +90,9 @@ def main():
         elif args.action == "describe":
             described = admin.describe_topics([args.args[0]])
             print(json.dumps({"partitions": sorted(p.get("partition_index", p.get("partition")) for p in described[0]["partitions"])}))
+        elif args.action == "list-groups":
+            groups = admin.list_groups()
+            print(json.dumps({"groups": {g["group_id"]: g.get("group_state", "") for g in groups}}))
         else:
             p.error(f"unknown action {args.action}")
     finally:
