@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one "run every test" command: installs what the tests need
-# (kcat, a Python venv with kafka-python), then runs fmt, clippy, cargo test
+# (kcat, a C compiler for librdkafka and tests/native, a Python venv with
+# kafka-python), then runs fmt, clippy, cargo test
 # and a bounded, seeded fuzz run (`scripts/fuzz.sh ci`, about 30 s a
 # target). Extra arguments are passed to `cargo test`, e.g.
 # `scripts/test.sh kcat`, and then the fuzz run is skipped.
@@ -25,6 +26,14 @@ if ! command -v kcat >/dev/null 2>&1; then
     apt-get install -y kcat
 fi
 kcat -V 2>&1 | head -n 1 || true
+
+echo "==> C compiler (librdkafka's build, tests/native/fail_fsync.c)"
+if ! command -v cc >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y gcc
+fi
+cc --version | head -n 1
 
 echo "==> python venv (.venv)"
 if [ ! -x .venv/bin/python ]; then

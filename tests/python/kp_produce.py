@@ -34,6 +34,8 @@ def main():
     p.add_argument("--idempotence", action="store_true",
                    help="kafka-python's default (enable_idempotence=True); off unless given")
     p.add_argument("--timeout-s", type=float, default=60.0, help="give up on unacknowledged sends after this long")
+    p.add_argument("--partition", type=int, default=None, help="send every record to this partition")
+    p.add_argument("--retries", type=int, default=None, help="kafka-python's retries (its default unless given)")
     args = p.parse_args()
 
     try:
@@ -43,6 +45,7 @@ def main():
             acks=args.acks,
             enable_idempotence=args.idempotence,
             linger_ms=5,
+            **({} if args.retries is None else {"retries": args.retries}),
         )
     except Exception as e:  # noqa: BLE001
         print(f"kp_produce: cannot create the producer: {type(e).__name__}: {e}", file=sys.stderr)
@@ -60,6 +63,7 @@ def main():
                     key=f"{args.key_prefix}{i}".encode("utf-8"),
                     value=f"{args.value_prefix}{i}".encode("utf-8"),
                     headers=[("i", str(i).encode("utf-8"))],
+                    partition=args.partition,
                 )
             except Exception as e:  # noqa: BLE001
                 fut = e
