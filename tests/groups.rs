@@ -1478,3 +1478,131 @@ async fn an_empty_group_with_nothing_committed_is_removed() {
     assert_eq!(states, ["Dead", "Empty"]);
     broker.shutdown().await;
 }
+
+/// kafka-python's group administration (KafkaAdminClient): ListGroups with
+/// state and type filters, DescribeGroups, OffsetDelete and DeleteGroups,
+/// of a group known only by offsets committed before a restart and of a
+/// live group with an rdkafka member; librdkafka's DeleteGroups too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_administers_groups_known_by_offsets_and_live_ones() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::{Offset, TopicPartitionList};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    for topic in ["a", "b"] {
+        broker.broker().get_or_create_topic(topic, 1).unwrap();
+    }
+    let bootstrap = broker.bootstrap();
+    {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let committer = group_consumer(&bootstrap, "offsets-only", &[]);
+            let mut positions = TopicPartitionList::new();
+            positions.add_partition_offset("a", 0, Offset::Offset(1)).unwrap();
+            positions.add_partition_offset("b", 0, Offset::Offset(2)).unwrap();
+            committer.commit(&positions, CommitMode::Sync).unwrap();
+        })
+        .await
+        .unwrap();
+    }
+    broker.shutdown().await;
+    let broker = start(config(dir.path(), 1)).await;
+    let bootstrap = broker.bootstrap();
+    let admin = async |args: &[&str]| kp_admin(&bootstrap, args).await;
+    let json = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+
+    assert_eq!(
+        admin(&["list-groups"]).await,
+        json(r#"{"groups": {"offsets-only": "Empty"}}"#)
+    );
+    assert_eq!(
+        admin(&["describe-groups", "offsets-only", "never"]).await,
+        json(
+            r#"{"groups": {"offsets-only": {"state": "Empty", "protocol_type": "consumer"},
+                           "never": {"state": "Dead", "protocol_type": ""}}}"#
+        )
+    );
+    assert_eq!(
+        admin(&["delete-group-offsets", "offsets-only", "a:0"]).await,
+        json(r#"{"error": null, "partitions": {"a:0": null}}"#)
+    );
+    assert_eq!(committed_offset(&bootstrap, "offsets-only", "a").await, Offset::Invalid);
+    assert_eq!(
+        committed_offset(&bootstrap, "offsets-only", "b").await,
+        Offset::Offset(2)
+    );
+
+    let member = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let member = group_consumer(&bootstrap, "live", &[]);
+            member.subscribe(&["a"]).unwrap();
+            let deadline = std::time::Instant::now() + DEADLINE;
+            while member.assignment().unwrap().count() == 0 {
+                assert!(std::time::Instant::now() < deadline, "the member is assigned");
+                member.poll(Duration::from_millis(50));
+            }
+            member
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        admin(&["list-groups", "Stable"]).await,
+        json(r#"{"groups": {"live": "Stable"}}"#)
+    );
+    assert_eq!(
+        admin(&["list-groups", "empty,stable", "classic"]).await,
+        json(r#"{"groups": {"live": "Stable", "offsets-only": "Empty"}}"#),
+        "filters ignore case"
+    );
+    assert_eq!(
+        admin(&["list-groups", "-", "consumer"]).await,
+        json(r#"{"groups": {}}"#),
+        "every group is classic"
+    );
+    assert_eq!(
+        admin(&["delete-group-offsets", "live", "a:0", "b:0"]).await,
+        json(r#"{"error": null, "partitions": {"a:0": "GroupSubscribedToTopicError", "b:0": null}}"#)
+    );
+    assert_eq!(
+        admin(&["delete-group-offsets", "never", "a:0"]).await,
+        json(r#"{"error": "GroupIdNotFoundError", "partitions": {}}"#)
+    );
+    assert_eq!(
+        admin(&["delete-groups", "offsets-only", "live", "never"]).await,
+        json(
+            r#"{"results": {"offsets-only": "OK", "live": "NonEmptyGroupError",
+                            "never": "GroupIdNotFoundError"}}"#
+        )
+    );
+    assert_eq!(committed_offset(&bootstrap, "offsets-only", "b").await, Offset::Invalid);
+    assert_eq!(
+        admin(&["describe-groups", "offsets-only"]).await,
+        json(r#"{"groups": {"offsets-only": {"state": "Dead", "protocol_type": ""}}}"#)
+    );
+
+    tokio::task::spawn_blocking(move || member.unsubscribe()).await.unwrap();
+    let rdkafka_admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let deleted = rdkafka_admin
+            .delete_groups(&["live"], &AdminOptions::new())
+            .await
+            .unwrap();
+        match &deleted[..] {
+            [Ok(group)] if group == "live" => break,
+            // Unsubscribing leaves the group in the background.
+            [Err((_, rdkafka::types::RDKafkaErrorCode::NonEmptyGroup))] => {
+                assert!(std::time::Instant::now() < deadline, "the member leaves");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("rdkafka's DeleteGroups: {other:?}"),
+        }
+    }
+    assert_eq!(admin(&["list-groups"]).await, json(r#"{"groups": {}}"#));
+    broker.shutdown().await;
+}

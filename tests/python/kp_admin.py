@@ -11,12 +11,18 @@ Runs one action and prints one JSON object on stdout:
   delete NAME                           -> {"error": ...}
   list                                  -> {"topics": [...]}
   describe NAME                         -> {"partitions": [0, 1, ...]}
-  list-groups                           -> {"groups": {group_id: state, ...}}
+  list-groups [STATE,...] [TYPE,...]     -> {"groups": {group_id: state, ...}}; "-" for no filter
+  describe-groups GROUP ...             -> {"groups": {group_id: {"state": ..., "protocol_type": ...}}}
+  delete-groups GROUP ...               -> {"results": {group_id: "OK" | "<ErrorClassName>"}}
+  delete-group-offsets GROUP TOPIC:PARTITION ...
+                                        -> {"error": null | "<ErrorClassName>",
+                                            "partitions": {"TOPIC:PARTITION": null | "<ErrorClassName>"}}
 """
 import argparse
 import json
 import sys
 
+from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
 
 
@@ -91,8 +97,29 @@ def main():
             described = admin.describe_topics([args.args[0]])
             print(json.dumps({"partitions": sorted(p.get("partition_index", p.get("partition")) for p in described[0]["partitions"])}))
         elif args.action == "list-groups":
-            groups = admin.list_groups()
+            filters = [a.split(",") if a != "-" else None for a in args.args] + [None, None]
+            groups = admin.list_groups(states_filter=filters[0], types_filter=filters[1])
             print(json.dumps({"groups": {g["group_id"]: g.get("group_state", "") for g in groups}}))
+        elif args.action == "describe-groups":
+            described = admin.describe_groups(args.args)
+            print(json.dumps({"groups": {
+                group: {"state": d["group_state"], "protocol_type": d["protocol_type"]}
+                for group, d in described.items()
+            }}))
+        elif args.action == "delete-groups":
+            print(json.dumps({"results": admin.delete_groups(args.args)}))
+        elif args.action == "delete-group-offsets":
+            group, specs = args.args[0], args.args[1:]
+            partitions = [TopicPartition(t, int(p)) for t, p in (spec.rsplit(":", 1) for spec in specs)]
+            try:
+                results = admin.delete_group_offsets(group, partitions)
+            except Exception as e:  # noqa: BLE001 - a top-level error is the answer
+                print(json.dumps({"error": error_name(e), "partitions": {}}))
+            else:
+                print(json.dumps({"error": None, "partitions": {
+                    f"{tp.topic}:{tp.partition}": None if err.errno == 0 else err.__name__
+                    for tp, err in results.items()
+                }}))
         else:
             p.error(f"unknown action {args.action}")
     finally:
