@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one "run every test" command: installs what the tests need
 # (kcat, a C compiler for librdkafka and tests/native, a Python venv with
-# kafka-python), then runs fmt, clippy, cargo test
+# kafka-python, KafkaJS from npm), then runs fmt, clippy, cargo test
 # and a bounded, seeded fuzz run (`scripts/fuzz.sh ci`, about 30 s a
 # target). Extra arguments are passed to `cargo test`, e.g.
 # `scripts/test.sh kcat`, and then the fuzz run is skipped.
@@ -48,6 +48,17 @@ assert codec.has_snappy() and codec.has_lz4() and codec.has_zstd()
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
 fi
 .venv/bin/python -c 'import kafka; print("kafka-python", kafka.__version__)'
+
+echo "==> KafkaJS (tests/node)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update
+    apt-get install -y nodejs npm
+fi
+if [ ! -f tests/node/node_modules/kafkajs/package.json ]; then
+    (cd tests/node && npm ci --no-audit --no-fund --silent)
+fi
+node -e 'console.log("kafkajs", require("./tests/node/node_modules/kafkajs/package.json").version)'
 
 export MINIKAFKA_PYTHON="$PWD/.venv/bin/python"
 MINIKAFKA_KCAT="$(command -v kcat)"

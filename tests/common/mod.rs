@@ -383,6 +383,17 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// Node.js, with KafkaJS installed in `tests/node/node_modules` (by
+/// scripts/test.sh, which runs `npm ci` there).
+pub fn node() -> PathBuf {
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/node_modules/kafkajs");
+    assert!(
+        modules.exists(),
+        "KafkaJS is needed: run scripts/test.sh (it runs npm ci in tests/node)"
+    );
+    std::env::var_os("MINIKAFKA_NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from)
+}
+
 /// The kcat binary (installed by scripts/test.sh).
 pub fn kcat() -> PathBuf {
     let path = std::env::var_os("MINIKAFKA_KCAT")
