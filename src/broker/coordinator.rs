@@ -774,16 +774,25 @@ impl Coordinator {
     /// it has had none, holding the coordinator's lock until it returns:
     /// no member joins and no group empties meanwhile. `decide` may take
     /// the offsets lock (always after this one, never the other way round).
+    /// `decide` must not call the coordinator: its lock is not reentrant.
     pub fn with_membership<T>(&self, group_id: &str, decide: impl FnOnce(Membership) -> T) -> T {
+        self.with_group(group_id, |group| {
+            decide(group.map_or(Membership::Unknown, Group::membership))
+        })
+    }
+
+    /// Runs `act` with `group_id`'s entry, if any, holding the coordinator's
+    /// lock until it returns, as [`Coordinator::with_membership`] does.
+    pub fn with_group<T>(&self, group_id: &str, act: impl FnOnce(Option<&Group>) -> T) -> T {
         let groups = self.lock();
-        decide(groups.get(group_id).map_or(Membership::Unknown, Group::membership))
+        act(groups.get(group_id))
     }
 
     /// Deletes an empty or unknown group (DeleteGroups). `delete_offsets`,
     /// told whether the coordinator knows the group, runs under the
     /// coordinator's lock, so no member joins meanwhile; the entry goes
     /// only once it succeeded, so a failed write leaves the group as it
-    /// was.
+    /// was. It must not call the coordinator.
     pub fn delete(
         &self,
         group_id: &str,
@@ -804,7 +813,8 @@ impl Coordinator {
     /// Kafka's offset cleanup moves them to Dead. A group still holding
     /// ids handed out with MEMBER_ID_REQUIRED waits for them to expire, so
     /// that a consumer between its two JoinGroups is not turned away.
-    /// `has_offsets` may take the offsets lock. Returns how many went.
+    /// `has_offsets` may take the offsets lock, and must not call the
+    /// coordinator. Returns how many went.
     pub fn remove_idle_groups(&self, now: Instant, has_offsets: impl Fn(&str) -> bool) -> usize {
         let mut groups = self.lock();
         let before = groups.len();

@@ -453,64 +453,68 @@ pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDe
     // subscribed to at its last generation (during a rebalance, the previous
     // one's), every topic when those are not known (no generation yet,
     // metadata that does not parse); any other group must be empty.
-    let (live, protected) = match broker.coordinator.lock().get(&request.group_id) {
-        None => (false, Protected::Nothing),
-        Some(group) if group.state == GroupState::Empty => (true, Protected::Nothing),
-        Some(group) if group.protocol_type.as_deref() == Some("consumer") => (
-            true,
-            group
-                .subscribed_topics()
-                .map_or(Protected::Everything, Protected::Topics),
-        ),
-        Some(_) => {
+    // Under the coordinator's lock, so that no member joins or subscribes
+    // anew between the check and the deletion.
+    broker.coordinator.with_group(&request.group_id, |group| {
+        let (live, protected) = match group {
+            None => (false, Protected::Nothing),
+            Some(group) if group.state == GroupState::Empty => (true, Protected::Nothing),
+            Some(group) if group.protocol_type.as_deref() == Some("consumer") => (
+                true,
+                group
+                    .subscribed_topics()
+                    .map_or(Protected::Everything, Protected::Topics),
+            ),
+            Some(_) => {
+                return OffsetDeleteResponse {
+                    error_code: ErrorCode::NonEmptyGroup.code(),
+                    ..Default::default()
+                };
+            }
+        };
+        let mut offsets = broker.offsets();
+        if offsets.group(&request.group_id).is_none() && !live {
             return OffsetDeleteResponse {
-                error_code: ErrorCode::NonEmptyGroup.code(),
+                error_code: ErrorCode::GroupIdNotFound.code(),
                 ..Default::default()
             };
         }
-    };
-    let mut offsets = broker.offsets();
-    if offsets.group(&request.group_id).is_none() && !live {
-        return OffsetDeleteResponse {
-            error_code: ErrorCode::GroupIdNotFound.code(),
+        let mut deleted = Vec::new();
+        let topics = request
+            .topics
+            .iter()
+            .map(|t| OffsetDeleteResponseTopic {
+                name: t.name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let code = if protected.covers(&t.name) {
+                            ErrorCode::GroupSubscribedToTopic
+                        } else {
+                            deleted.push(((t.name.clone(), p.partition_index), None));
+                            ErrorCode::None
+                        };
+                        OffsetDeleteResponsePartition {
+                            partition_index: p.partition_index,
+                            error_code: code.code(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        if let Err(e) = offsets.write(&request.group_id, deleted) {
+            tracing::error!(group = %request.group_id, error = %e, "deleting committed offsets failed");
+            return OffsetDeleteResponse {
+                error_code: ErrorCode::KafkaStorageError.code(),
+                ..Default::default()
+            };
+        }
+        OffsetDeleteResponse {
+            topics,
             ..Default::default()
-        };
-    }
-    let mut deleted = Vec::new();
-    let topics = request
-        .topics
-        .iter()
-        .map(|t| OffsetDeleteResponseTopic {
-            name: t.name.clone(),
-            partitions: t
-                .partitions
-                .iter()
-                .map(|p| {
-                    let code = if protected.covers(&t.name) {
-                        ErrorCode::GroupSubscribedToTopic
-                    } else {
-                        deleted.push(((t.name.clone(), p.partition_index), None));
-                        ErrorCode::None
-                    };
-                    OffsetDeleteResponsePartition {
-                        partition_index: p.partition_index,
-                        error_code: code.code(),
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    if let Err(e) = offsets.write(&request.group_id, deleted) {
-        tracing::error!(group = %request.group_id, error = %e, "deleting committed offsets failed");
-        return OffsetDeleteResponse {
-            error_code: ErrorCode::KafkaStorageError.code(),
-            ..Default::default()
-        };
-    }
-    OffsetDeleteResponse {
-        topics,
-        ..Default::default()
-    }
+        }
+    })
 }
 
 /// Which of a group's committed offsets OffsetDelete must keep.

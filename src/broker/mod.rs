@@ -524,8 +524,10 @@ impl Broker {
         let _ = signal.wait_for(|stop| *stop).await;
     }
 
-    /// The committed-offsets store (held only for synchronous work, and
-    /// never while the coordinator's lock is held: one lock at a time).
+    /// The committed-offsets store (held only for synchronous work). When
+    /// both are needed, the coordinator's lock comes first and this one
+    /// inside it (expiry, DeleteGroups, OffsetDelete); never the other way
+    /// round.
     pub(crate) fn offsets(&self) -> std::sync::MutexGuard<'_, OffsetStore> {
         self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
     }

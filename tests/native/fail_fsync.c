@@ -1,7 +1,8 @@
 /*
  * A disk that fails fsync, for tests/failing_disk.rs, loaded into the
  * broker with LD_PRELOAD. While the file named by FAIL_FSYNC_WHILE exists,
- * fsync and fdatasync of any file whose path contains FAIL_FSYNC_UNDER
+ * fsync and fdatasync of any file or directory whose path, with a slash
+ * after it, contains FAIL_FSYNC_UNDER
  * fail with EIO, as a disk's write-back error reaches the one fsync that
  * covers it. The data itself still reaches the page cache: only the
  * answer is a failure, which is the case a broker must not believe.
@@ -23,11 +24,13 @@ static int should_fail(int fd) {
     char link[64];
     char path[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof path - 1);
+    ssize_t n = readlink(link, path, sizeof path - 2);
     if (n < 0) {
         return 0;
     }
-    path[n] = '\0';
+    /* A trailing slash, so that a directory's own fsync matches too. */
+    path[n] = '/';
+    path[n + 1] = '\0';
     return strstr(path, under) != NULL;
 }
 
