@@ -799,18 +799,21 @@ mod by_hand {
         broker.shutdown().await;
     }
 
-    /// After a restart the broker no longer knows whether a group's
-    /// commits were made from outside it or by members since gone (Kafka
-    /// keeps that in its log; we do not), so commits held before the start
-    /// go together, counted from the start at the earliest: never sooner
-    /// than Kafka would let them go.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn after_a_restart_commits_made_before_it_expire_together() {
-        let dir = tempfile::tempdir().unwrap();
-        let expiry_by_hand = || minikafka::BrokerConfig {
+    /// A broker on `dir` whose expiry runs only when a test calls it.
+    fn expiry_by_hand(dir: &std::path::Path) -> minikafka::BrokerConfig {
+        minikafka::BrokerConfig {
             offsets_retention_check_interval: Duration::from_secs(3600),
-            ..config(dir.path(), 1)
-        };
+            ..config(dir, 1)
+        }
+    }
+
+    /// Commits of a group nobody has joined are still the standalone
+    /// group's after a restart (a group that has been joined is kept in
+    /// the log, as Kafka keeps group metadata), and still go one by one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_restart_commits_outside_any_group_still_expire_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let expiry_by_hand = || expiry_by_hand(dir.path());
         let broker = start(expiry_by_hand()).await;
         broker.broker().get_or_create_topic("t", 2).unwrap();
         let mut client = RawClient::connect(broker.local_addr()).await;
@@ -837,11 +840,130 @@ mod by_hand {
                 .map(|p| p.committed_offset)
                 .collect()
         };
-        // Before the restart this would have expired partition 0's commit.
+        // A group nobody joined, before the restart or since: each commit
+        // goes once it is old enough, counted from the commit.
         broker.broker().expire_offsets(first_answered + retention_ms);
-        assert_eq!(offsets(&mut client).await, [10, 11]);
+        assert_eq!(offsets(&mut client).await, [-1, 11]);
         broker.broker().expire_offsets(now_ms() + retention_ms);
         assert_eq!(offsets(&mut client).await, [-1, -1]);
+        broker.shutdown().await;
+    }
+
+    /// Joins `group` as its only member, and syncs: its generation and id.
+    async fn sole_member(client: &mut RawClient, group: &str) -> (i32, String) {
+        let first = joined(client, join(group, "", None), 9).await;
+        let me = joined(client, join(group, &first.member_id, None), 9).await;
+        assert_eq!(me.error_code, 0);
+        let Response::SyncGroup(s) = client
+            .call(sync(group, me.generation_id, &me.member_id, vec![]), 5)
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(s.error_code, 0);
+        (me.generation_id, me.member_id)
+    }
+
+    /// The group's state and protocol type, as DescribeGroups v5 says.
+    async fn described(client: &mut RawClient, group: &str) -> (String, String) {
+        let describe = DescribeGroupsRequest {
+            groups: vec![group.into()],
+            ..Default::default()
+        };
+        let Response::DescribeGroups(mut d) = client.call(Request::DescribeGroups(describe), 5).await else {
+            panic!()
+        };
+        let g = d.groups.remove(0);
+        (g.group_state, g.protocol_type)
+    }
+
+    /// A consumer group that emptied before a restart is kept as it was:
+    /// Empty, of protocol type consumer, its generation going on from where
+    /// it was, and its commits expiring counted from when it emptied, as
+    /// Kafka counts them from its group metadata.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_that_emptied_before_a_restart_counts_from_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let expiry_by_hand = || expiry_by_hand(dir.path());
+        let broker = start(expiry_by_hand()).await;
+        broker.broker().get_or_create_topic("t", 2).unwrap();
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let (generation, member) = sole_member(&mut client, "emptied").await;
+        assert_eq!(
+            commit_code(&mut client, commit("emptied", generation, &member, 10)).await,
+            0
+        );
+        let leave = |group: &str, member: &str| {
+            Request::LeaveGroup(LeaveGroupRequest {
+                group_id: group.into(),
+                member_id: member.into(),
+                ..Default::default()
+            })
+        };
+        // Another group, to rejoin after the restart.
+        let (again_generation, again_member) = sole_member(&mut client, "again").await;
+        let Response::LeaveGroup(left) = client.call(leave("again", &again_member), 2).await else {
+            panic!()
+        };
+        assert_eq!(left.error_code, 0);
+        let emptied_after = now_ms();
+        let Response::LeaveGroup(left) = client.call(leave("emptied", &member), 2).await else {
+            panic!()
+        };
+        assert_eq!(left.error_code, 0);
+        let emptied_by = now_ms();
+        until_the_clock_passes(emptied_by);
+        broker.shutdown().await;
+
+        let broker = start(expiry_by_hand()).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        assert_eq!(
+            described(&mut client, "emptied").await,
+            ("Empty".into(), "consumer".into())
+        );
+        // The next generation follows the one before the restart (before
+        // an expiry run removes the group, which holds no commits).
+        let (next, _) = sole_member(&mut client, "again").await;
+        assert!(next > again_generation + 1, "{next} after {again_generation}");
+        let retention_ms = broker.broker().config().offsets_retention_ms;
+        broker.broker().expire_offsets(emptied_after + retention_ms - 1);
+        assert_eq!(committed_to_t(&mut client, "emptied").await[0].committed_offset, 10);
+        // Counted from this start it would stay a while longer.
+        broker.broker().expire_offsets(emptied_by + retention_ms);
+        assert_eq!(committed_to_t(&mut client, "emptied").await[0].committed_offset, -1);
+        broker.shutdown().await;
+    }
+
+    /// A group whose member was there when the broker stopped is Empty
+    /// after the restart (members are not kept), and counts as emptied
+    /// once that member's session would have timed out, when Kafka, which
+    /// keeps members, would remove it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_with_members_at_a_restart_counts_from_their_session_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let expiry_by_hand = || expiry_by_hand(dir.path());
+        let broker = start(expiry_by_hand()).await;
+        broker.broker().get_or_create_topic("t", 2).unwrap();
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let (generation, member) = sole_member(&mut client, "alive").await;
+        assert_eq!(
+            commit_code(&mut client, commit("alive", generation, &member, 20)).await,
+            0
+        );
+        broker.shutdown().await;
+
+        let broker = start(expiry_by_hand()).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        assert_eq!(
+            described(&mut client, "alive").await,
+            ("Empty".into(), "consumer".into())
+        );
+        let retention_ms = broker.broker().config().offsets_retention_ms;
+        // `join` asks for a 10 s session.
+        broker.broker().expire_offsets(now_ms() + retention_ms);
+        assert_eq!(committed_to_t(&mut client, "alive").await[0].committed_offset, 20);
+        broker.broker().expire_offsets(now_ms() + 10_000 + retention_ms);
+        assert_eq!(committed_to_t(&mut client, "alive").await[0].committed_offset, -1);
         broker.shutdown().await;
     }
 
@@ -1501,6 +1623,15 @@ async fn kafka_python_administers_groups_known_by_offsets_and_live_ones() {
             positions.add_partition_offset("a", 0, Offset::Offset(1)).unwrap();
             positions.add_partition_offset("b", 0, Offset::Offset(2)).unwrap();
             committer.commit(&positions, CommitMode::Sync).unwrap();
+            // And a consumer group, whose member commits and leaves.
+            let member = group_consumer(&bootstrap, "rd-group", &[]);
+            member.subscribe(&["a"]).unwrap();
+            let deadline = std::time::Instant::now() + DEADLINE;
+            while member.assignment().unwrap().count() == 0 {
+                assert!(std::time::Instant::now() < deadline, "the member is assigned");
+                member.poll(Duration::from_millis(50));
+            }
+            member.commit(&positions, CommitMode::Sync).unwrap();
         })
         .await
         .unwrap();
@@ -1513,12 +1644,15 @@ async fn kafka_python_administers_groups_known_by_offsets_and_live_ones() {
 
     assert_eq!(
         admin(&["list-groups"]).await,
-        json(r#"{"groups": {"offsets-only": "Empty"}}"#)
+        json(r#"{"groups": {"offsets-only": "Empty", "rd-group": "Empty"}}"#)
     );
+    // As Kafka, which keeps group metadata: the consumer group is still
+    // one, and a group nobody joined has no protocol type.
     assert_eq!(
-        admin(&["describe-groups", "offsets-only", "never"]).await,
+        admin(&["describe-groups", "offsets-only", "rd-group", "never"]).await,
         json(
-            r#"{"groups": {"offsets-only": {"state": "Empty", "protocol_type": "consumer"},
+            r#"{"groups": {"offsets-only": {"state": "Empty", "protocol_type": ""},
+                           "rd-group": {"state": "Empty", "protocol_type": "consumer"},
                            "never": {"state": "Dead", "protocol_type": ""}}}"#
         )
     );
@@ -1554,7 +1688,7 @@ async fn kafka_python_administers_groups_known_by_offsets_and_live_ones() {
     );
     assert_eq!(
         admin(&["list-groups", "Empty,Stable", "classic"]).await,
-        json(r#"{"groups": {"live": "Stable", "offsets-only": "Empty"}}"#)
+        json(r#"{"groups": {"live": "Stable", "offsets-only": "Empty", "rd-group": "Empty"}}"#)
     );
     // kafka-python spells states as Kafka does; the broker ignores case.
     let mut client = RawClient::connect(broker.local_addr()).await;
@@ -1614,6 +1748,9 @@ async fn kafka_python_administers_groups_known_by_offsets_and_live_ones() {
             other => panic!("rdkafka's DeleteGroups: {other:?}"),
         }
     }
-    assert_eq!(admin(&["list-groups"]).await, json(r#"{"groups": {}}"#));
+    assert_eq!(
+        admin(&["list-groups"]).await,
+        json(r#"{"groups": {"rd-group": "Empty"}}"#)
+    );
     broker.shutdown().await;
 }

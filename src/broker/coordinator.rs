@@ -7,18 +7,25 @@
 //! protocols or misses its session timeout. JoinGroup and SyncGroup requests
 //! park on a oneshot until their phase completes; the state itself sits
 //! behind one std mutex, never held across an await.
+//!
+//! What a group is between starts (its protocol type and generation, and
+//! when it emptied) goes to the committed-offsets log each time it changes,
+//! under the coordinator's lock and then the store's, as Kafka writes its
+//! group metadata; a start begins with those groups, Empty.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::wall_clock_ms;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::consumer_protocol::decode_subscribed_topics;
 use crate::protocol::messages::groups::{JoinGroupResponse, JoinGroupResponseMember, SyncGroupResponse};
+use crate::storage::offsets::{KeptGroup, OffsetStore};
 
 /// Settings, with Kafka's names.
 #[derive(Debug, Clone)]
@@ -106,13 +113,15 @@ pub struct Group {
     join_deadline: Option<Instant>,
     /// Until when an empty group's first rebalance waits for more members.
     join_not_before: Option<Instant>,
-    /// When the group last became Empty (or was created): what the expiry
-    /// of its committed offsets counts from (KIP-211).
-    empty_since: Instant,
+    /// When the group last became Empty (or was created), wall clock ms:
+    /// what the expiry of its committed offsets counts from (KIP-211).
+    empty_since: i64,
     /// What the members of a consumer-protocol group subscribed to when
     /// its generation last changed (Kafka's `subscribedTopics`): during a
     /// rebalance, the previous generation's. `None`: not known.
     subscribed: Option<BTreeSet<String>>,
+    /// What the offsets log last recorded of it.
+    kept: Option<KeptGroup>,
 }
 
 /// Whether a group has members, as far as the coordinator knows.
@@ -124,7 +133,10 @@ pub enum Membership {
     /// Consumer-protocol members of a Stable group, subscribed between them
     /// to these topics.
     Subscribed(BTreeSet<String>),
-    EmptyFor(std::time::Duration),
+    /// Empty since then (wall clock ms; later than now for a group whose
+    /// members were there at the restart, until their sessions would
+    /// have timed out).
+    EmptySince(i64),
     /// No coordinator entry: not joined since the broker started, or
     /// deleted since (DeleteGroups, or emptied with nothing committed).
     Unknown,
@@ -161,7 +173,7 @@ impl Group {
     /// Whether the group has members, or for how long it has had none.
     fn membership(&self) -> Membership {
         match self.state {
-            GroupState::Empty => Membership::EmptyFor(self.empty_since.elapsed()),
+            GroupState::Empty => Membership::EmptySince(self.empty_since),
             // As Kafka's removeExpiredOffsets: by subscription only once
             // the group is Stable.
             GroupState::Stable => self
@@ -185,9 +197,26 @@ impl Group {
             instances: HashMap::new(),
             join_deadline: None,
             join_not_before: None,
-            empty_since: Instant::now(),
+            empty_since: wall_clock_ms(),
             subscribed: None,
+            kept: None,
         }
+    }
+
+    /// What the offsets log should hold of it: nothing until a join has
+    /// completed, as Kafka writes no group metadata before.
+    fn to_kept(&self) -> Option<KeptGroup> {
+        (self.generation > 0 || self.kept.is_some()).then(|| KeptGroup {
+            protocol_type: self.protocol_type.clone(),
+            generation: self.generation,
+            empty_since_ms: (self.state == GroupState::Empty).then_some(self.empty_since),
+            session_timeout_ms: self
+                .members
+                .values()
+                .map(|m| m.session_timeout.as_millis() as i32)
+                .max()
+                .unwrap_or(0),
+        })
     }
 
     pub fn member(&self, id: &str) -> Option<&Member> {
@@ -238,6 +267,8 @@ const EMPTY_CONSUMER_ASSIGNMENT: &[u8] = &[0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0
 pub struct Coordinator {
     config: GroupConfig,
     groups: Mutex<HashMap<String, Group>>,
+    /// Where groups are kept between starts (the committed-offsets log).
+    store: Arc<Mutex<OffsetStore>>,
     /// Wakes the timer task when a deadline is set.
     pub(crate) timers: tokio::sync::Notify,
 }
@@ -258,11 +289,64 @@ fn error_sync(code: ErrorCode) -> SyncGroupResponse {
 }
 
 impl Coordinator {
-    pub fn new(config: GroupConfig) -> Coordinator {
-        Coordinator {
+    /// Starts with the groups `store` keeps, each Empty: their members
+    /// are not kept. A group that had members counts as emptied once their
+    /// longest session would have timed out after this start, when Kafka,
+    /// which keeps them, would remove the last one.
+    pub fn new(config: GroupConfig, store: Arc<Mutex<OffsetStore>>) -> Coordinator {
+        let now = wall_clock_ms();
+        let kept: Vec<(String, KeptGroup)> = store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .kept_groups()
+            .map(|(id, kept)| (id.clone(), kept.clone()))
+            .collect();
+        let coordinator = Coordinator {
             config,
             groups: Mutex::new(HashMap::new()),
+            store,
             timers: tokio::sync::Notify::new(),
+        };
+        {
+            let mut groups = coordinator.lock();
+            for (id, kept) in kept {
+                let mut group = Group::new(&id);
+                group.protocol_type = kept.protocol_type.clone();
+                group.generation = kept.generation;
+                group.empty_since = kept
+                    .empty_since_ms
+                    .unwrap_or(now.saturating_add(i64::from(kept.session_timeout_ms)));
+                group.kept = Some(kept);
+                coordinator.keep(&mut group);
+                groups.insert(id, group);
+            }
+        }
+        coordinator
+    }
+
+    /// Records `group` in the offsets log if it changed since it last was.
+    /// The caller holds the coordinator's lock. A failed write is logged
+    /// and tried again at the group's next change.
+    fn keep(&self, group: &mut Group) {
+        let kept = group.to_kept();
+        if kept.is_none() || kept == group.kept {
+            return;
+        }
+        let written = self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keep_group(&group.id, kept.clone());
+        match written {
+            Ok(()) => group.kept = kept,
+            Err(e) => tracing::error!(group = %group.id, error = %e, "recording the group failed"),
+        }
+    }
+
+    /// [`Coordinator::keep`] for `group_id`, if it exists.
+    fn keep_by_id(&self, group_id: &str) {
+        if let Some(group) = self.lock().get_mut(group_id) {
+            self.keep(group);
         }
     }
 
@@ -272,7 +356,10 @@ impl Coordinator {
 
     /// Handles JoinGroup; the response arrives once the joining phase ends.
     pub async fn join(&self, request: JoinRequest) -> JoinGroupResponse {
-        let receiver = match self.start_join(request) {
+        let group_id = request.group_id.clone();
+        let started = self.start_join(request);
+        self.keep_by_id(&group_id);
+        let receiver = match started {
             Ok(receiver) => receiver,
             Err(response) => return *response,
         };
@@ -489,7 +576,7 @@ impl Coordinator {
             // The protocol type stays: ListGroups still shows an empty
             // consumer group as one, as Kafka does.
             group.state = GroupState::Empty;
-            group.empty_since = now;
+            group.empty_since = wall_clock_ms();
             group.protocol = None;
             group.subscribed = group.compute_subscribed();
             return;
@@ -657,6 +744,7 @@ impl Coordinator {
         drop(member);
         let now = Instant::now();
         self.member_gone(group, now);
+        self.keep(group);
         ErrorCode::None
     }
 
@@ -668,7 +756,7 @@ impl Coordinator {
             GroupState::CompletingRebalance | GroupState::Stable => {
                 if group.members.is_empty() {
                     group.state = GroupState::Empty;
-                    group.empty_since = now;
+                    group.empty_since = wall_clock_ms();
                     group.generation += 1;
                     group.protocol = None;
                     group.subscribed = group.compute_subscribed();
@@ -704,6 +792,7 @@ impl Coordinator {
                 let deadline_passed = group.join_deadline.is_some_and(|d| now >= d);
                 Self::try_complete_join(group, now, deadline_passed);
             }
+            self.keep(group);
             // Members parked in JoinGroup or SyncGroup do not expire (the
             // join deadline covers them): their session is not a deadline.
             for member in group.members.values().filter(|m| m.join.is_none() && m.sync.is_none()) {
@@ -788,42 +877,59 @@ impl Coordinator {
         act(groups.get(group_id))
     }
 
-    /// Deletes an empty or unknown group (DeleteGroups). `delete_offsets`,
-    /// told whether the coordinator knows the group, runs under the
-    /// coordinator's lock, so no member joins meanwhile; the entry goes
-    /// only once it succeeded, so a failed write leaves the group as it
-    /// was. It must not call the coordinator.
-    pub fn delete(
-        &self,
-        group_id: &str,
-        delete_offsets: impl FnOnce(bool) -> Result<(), ErrorCode>,
-    ) -> Result<(), ErrorCode> {
+    /// Deletes an empty group, or one known only by its commits
+    /// (DeleteGroups): its commits and its record go from the offsets log
+    /// first, under the coordinator's lock, so no member joins meanwhile,
+    /// and the entry only once they have, so a failed write leaves the
+    /// group as it was.
+    pub fn delete(&self, group_id: &str) -> Result<(), ErrorCode> {
         let mut groups = self.lock();
         let live = match groups.get(group_id) {
             Some(group) if group.state != GroupState::Empty => return Err(ErrorCode::NonEmptyGroup),
             Some(_) => true,
             None => false,
         };
-        delete_offsets(live)?;
+        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        if !live && store.group(group_id).is_none() {
+            return Err(ErrorCode::GroupIdNotFound);
+        }
+        store.delete_group(group_id).map_err(|e| {
+            tracing::error!(group = %group_id, error = %e, "deleting the group's commits failed");
+            ErrorCode::KafkaStorageError
+        })?;
         groups.remove(group_id);
         Ok(())
     }
 
-    /// Removes the Empty groups that `has_offsets` says hold no commits, as
+    /// Removes the Empty groups that hold no commits, and their records, as
     /// Kafka's offset cleanup moves them to Dead. A group still holding
     /// ids handed out with MEMBER_ID_REQUIRED waits for them to expire, so
     /// that a consumer between its two JoinGroups is not turned away.
-    /// `has_offsets` may take the offsets lock, and must not call the
-    /// coordinator. Returns how many went.
-    pub fn remove_idle_groups(&self, now: Instant, has_offsets: impl Fn(&str) -> bool) -> usize {
+    /// Returns how many went.
+    pub fn remove_idle_groups(&self, now: Instant) -> usize {
         let mut groups = self.lock();
-        let before = groups.len();
-        groups.retain(|id, group| {
-            group.state != GroupState::Empty
-                || group.pending_ids.values().any(|expiry| *expiry > now)
-                || has_offsets(id)
-        });
-        before - groups.len()
+        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle: Vec<String> = groups
+            .iter()
+            .filter(|(id, group)| {
+                group.state == GroupState::Empty
+                    && group.pending_ids.values().all(|expiry| *expiry <= now)
+                    && store.group(id).is_none()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut removed = 0;
+        for id in idle {
+            // Its record goes first: a group whose record stays would come
+            // back at the next start.
+            if let Err(e) = store.delete_group(&id) {
+                tracing::error!(group = %id, error = %e, "deleting the record of an empty group failed");
+                continue;
+            }
+            groups.remove(&id);
+            removed += 1;
+        }
+        removed
     }
 }
 

@@ -321,11 +321,12 @@ pub fn list_groups(broker: &Broker, request: &ListGroupsRequest) -> ListGroupsRe
             },
         );
     }
-    // Groups known only by their committed offsets are Empty groups.
+    // Groups known only by their committed offsets are Empty groups with
+    // no protocol type, as Kafka lists a standalone group.
     for group in broker.offsets().groups() {
         listed.entry(group.clone()).or_insert_with(|| ListedGroup {
             group_id: group.clone(),
-            protocol_type: "consumer".into(),
+            protocol_type: String::new(),
             group_state: GroupState::Empty.name().into(),
             group_type: "classic".into(),
         });
@@ -402,11 +403,6 @@ pub fn describe_groups(broker: &Broker, request: &DescribeGroupsRequest) -> Desc
                 } else {
                     "Dead".into()
                 },
-                protocol_type: if with_offsets.contains(id) {
-                    "consumer".into()
-                } else {
-                    String::new()
-                },
                 ..Default::default()
             },
         })
@@ -422,19 +418,7 @@ pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGr
         .groups_names
         .iter()
         .map(|id| {
-            // The offsets go first, under the coordinator's lock, and the
-            // group only once they have: a failed write leaves both.
-            let deleted = broker.coordinator.delete(id, |live| {
-                let mut offsets = broker.offsets();
-                let Some(committed) = offsets.group(id) else {
-                    return if live { Ok(()) } else { Err(ErrorCode::GroupIdNotFound) };
-                };
-                let gone = committed.keys().map(|k| (k.clone(), None)).collect();
-                offsets.write(id, gone).map_err(|e| {
-                    tracing::error!(group = %id, error = %e, "deleting committed offsets failed");
-                    ErrorCode::KafkaStorageError
-                })
-            });
+            let deleted = broker.coordinator.delete(id);
             let code = deleted.err().unwrap_or(ErrorCode::None);
             DeletableGroupResult {
                 group_id: id.clone(),

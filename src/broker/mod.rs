@@ -70,14 +70,12 @@ pub struct Broker {
     /// Consumer groups and their members.
     pub(crate) coordinator: coordinator::Coordinator,
     /// Committed offsets, durable in their own log.
-    offsets: Mutex<OffsetStore>,
+    /// Shared with the coordinator, which keeps groups' records there.
+    offsets: Arc<Mutex<OffsetStore>>,
     /// Dynamic broker configs (AlterConfigs on the broker), over the flags.
     dynamic: RwLock<broker_config::DynamicConfigs>,
     /// Record bytes sent straight from segment files (sendfile), since start.
     file_bytes_sent: std::sync::atomic::AtomicU64,
-    /// When this broker started (wall clock, ms): the earliest a group it
-    /// has not seen can have become empty, as far as it knows.
-    started_ms: i64,
 }
 
 pub(crate) struct IssuedProducers {
@@ -214,7 +212,8 @@ impl Broker {
             Some(root) => OffsetStore::open(root)?,
             None => OffsetStore::in_memory(),
         };
-        let coordinator = coordinator::Coordinator::new(config.groups.clone());
+        let offsets = Arc::new(Mutex::new(offsets));
+        let coordinator = coordinator::Coordinator::new(config.groups.clone(), offsets.clone());
         let dynamic = broker_config::DynamicConfigs {
             broker: catalog.read_broker_configs(BrokerConfigScope::Broker)?,
             cluster_default: catalog.read_broker_configs(BrokerConfigScope::ClusterDefault)?,
@@ -231,10 +230,9 @@ impl Broker {
                 epochs: HashMap::new(),
             }),
             coordinator,
-            offsets: Mutex::new(offsets),
+            offsets,
             dynamic: RwLock::new(dynamic),
             file_bytes_sent: std::sync::atomic::AtomicU64::new(0),
-            started_ms: wall_clock_ms(),
         };
         for topic in broker.topics() {
             broker.apply_segment_bytes(&topic);
@@ -624,11 +622,7 @@ impl Broker {
         }
         // As Kafka's cleanupGroupMetadata: an Empty group with nothing
         // committed is gone (Dead), however recently it emptied.
-        let removed = self
-            .coordinator
-            .remove_idle_groups(tokio::time::Instant::now(), |group| {
-                self.offsets().group(group).is_some()
-            });
+        let removed = self.coordinator.remove_idle_groups(tokio::time::Instant::now());
         if removed > 0 {
             tracing::info!(groups = removed, "removed empty groups with no committed offsets");
         }
@@ -651,18 +645,10 @@ impl Broker {
         let expiring = match membership {
             Membership::Members => return,
             Membership::Subscribed(topics) => Expiring::Unsubscribed(topics),
-            Membership::EmptyFor(idle) => Expiring::AllSinceEmpty(now_ms - idle.as_millis() as i64),
-            // Held before this start: it may have been a group whose
-            // members left before the restart, which Kafka would count
-            // from when it emptied (kept in its log, not in ours).
-            // Counting from the start keeps commits longer, except for a
-            // group whose members were still there at the restart: Kafka
-            // counts from when their sessions time out after it, minutes
-            // later.
-            Membership::Unknown if offsets.held_at_open(group) => Expiring::AllSinceEmpty(self.started_ms),
-            // Committed since this start by consumers outside any group
-            // (nobody has joined it): Kafka's standalone group, whose
-            // commits go one by one as they age.
+            Membership::EmptySince(since) => Expiring::AllSinceEmpty(since),
+            // Committed by consumers outside any group (nobody has joined
+            // it, before this start or since): Kafka's standalone group,
+            // whose commits go one by one as they age.
             Membership::Unknown => Expiring::EachOnItsOwn,
         };
         let Some(committed) = offsets.group(group) else {

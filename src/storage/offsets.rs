@@ -16,8 +16,18 @@
 //! leaves the old records in place, and replaying them and then the copy
 //! gives the same state. So the log, its replay at start and the memory
 //! that replay takes follow the live commits, not their history.
+//!
+//! The log also keeps one record per consumer group that has completed a
+//! join, as Kafka keeps its group metadata in `__consumer_offsets`: its
+//! protocol type and generation, and when it last became empty (or that
+//! it had members). So after a restart a group that emptied before it
+//! still counts its offsets' retention from then, and commits of a group
+//! nobody ever joined (Kafka's standalone group) still go one by one. A
+//! log written before these records existed has no marker saying it keeps
+//! them; its groups are given a record at the first open, as if they had
+//! emptied then, which is what that start would have counted from.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
@@ -44,6 +54,41 @@ const SEGMENT_BYTES: u64 = 4 << 20;
 /// the log a replay reads at a time.
 const REWRITE_RECORDS_PER_BATCH: usize = 1000;
 const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// The key layout of a group's record, in the place of the layout
+/// version; Kafka's group metadata key is its version 2 as well.
+const GROUP_KEY_KIND: i16 = 2;
+/// The key layout of the record that says the log keeps group records.
+const GROUPS_KEPT_KEY_KIND: i16 = 3;
+
+message! {
+    struct GroupKey {
+        group: String => 0..,
+    }
+}
+
+message! {
+    struct GroupValue {
+        protocol_type: Option<String> => 0..,
+        generation: i32 => 0..,
+        /// When the group last became empty (wall clock ms); -1: it had
+        /// members.
+        empty_since: i64 => 0..,
+        /// Its members' longest session timeout, when it had members.
+        session_timeout_ms: i32 => 0..,
+    }
+}
+
+/// What the log keeps of a consumer group between starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptGroup {
+    pub protocol_type: Option<String>,
+    pub generation: i32,
+    /// When it last became empty; `None`: it had members.
+    pub empty_since_ms: Option<i64>,
+    /// Its members' longest session timeout, when it had members.
+    pub session_timeout_ms: i32,
+}
 
 message! {
     struct OffsetKey {
@@ -88,9 +133,10 @@ pub struct OffsetStore {
     /// say). A rewrite copies only what was read, so it would lose them for
     /// good: the log is then never rewritten.
     skipped_records: bool,
-    /// Groups that had commits when the log was opened, until they have
-    /// none: what their members were, before this start, is not kept.
-    held_at_open: HashSet<String>,
+    /// Each group's record (see the module documentation).
+    kept_groups: HashMap<String, KeptGroup>,
+    /// Whether the log holds the marker that it keeps group records.
+    keeps_groups: bool,
 }
 
 fn encode<T: crate::protocol::Wire>(value: &T) -> Bytes {
@@ -101,11 +147,69 @@ fn encode<T: crate::protocol::Wire>(value: &T) -> Bytes {
 }
 
 fn decode<T: crate::protocol::Wire>(bytes: &Bytes) -> Option<T> {
-    let version = i16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]);
+    let version = prefix(bytes)?;
     (0..=FORMAT_VERSION)
         .contains(&version)
         .then(|| decode_body(&bytes.slice(2..), version, false).ok())
         .flatten()
+}
+
+/// The layout version (or, for keys of 2 and up, the kind) a key or value
+/// starts with.
+fn prefix(bytes: &Bytes) -> Option<i16> {
+    Some(i16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]))
+}
+
+/// `value` behind `prefix`, in layout 0 (group records and the marker).
+fn encode_as<T: crate::protocol::Wire>(prefix: i16, value: &T) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&prefix.to_be_bytes());
+    buf.extend_from_slice(&encode_body(value, 0, false));
+    buf.freeze()
+}
+
+fn decode_as<T: crate::protocol::Wire>(expected: i16, bytes: &Bytes) -> Option<T> {
+    (prefix(bytes)? == expected)
+        .then(|| decode_body(&bytes.slice(2..), 0, false).ok())
+        .flatten()
+}
+
+/// The log record of a group (`None`: its deletion).
+fn group_record(group: &str, kept: Option<&KeptGroup>) -> Record {
+    let key = GroupKey {
+        group: group.to_string(),
+    };
+    let value = kept.map(|k| {
+        encode_as(
+            0,
+            &GroupValue {
+                protocol_type: k.protocol_type.clone(),
+                generation: k.generation,
+                empty_since: k.empty_since_ms.unwrap_or(-1),
+                session_timeout_ms: k.session_timeout_ms,
+            },
+        )
+    });
+    Record {
+        key: Some(encode_as(GROUP_KEY_KIND, &key)),
+        value,
+        ..Record::default()
+    }
+}
+
+/// The record that says the log keeps group records.
+fn groups_kept_record() -> Record {
+    Record {
+        key: Some(Bytes::copy_from_slice(&GROUPS_KEPT_KEY_KIND.to_be_bytes())),
+        value: Some(Bytes::new()),
+        ..Record::default()
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The log record of one commit (`None`: its deletion).
@@ -159,7 +263,8 @@ impl OffsetStore {
             rewritten_bytes: 0,
             rewrite_after_bytes_min: REWRITE_AFTER_BYTES_MIN,
             skipped_records: false,
-            held_at_open: HashSet::new(),
+            kept_groups: HashMap::new(),
+            keeps_groups: false,
         }
     }
 
@@ -169,10 +274,12 @@ impl OffsetStore {
         let dir = root.join(OFFSETS_DIR);
         let mut store = OffsetStore::with_log(PartitionLog::open(&dir)?);
         let replayed = store.replay().map_err(|e| StorageError::invalid(&dir, e))?;
-        store.held_at_open = store.committed.keys().cloned().collect();
+        if !store.keeps_groups {
+            store.start_keeping_groups().map_err(|e| StorageError::io(&dir, e))?;
+        }
         // What a rewrite would leave, from the records' average size: a log
         // that is mostly live commits is not copied again at every start.
-        let live: usize = store.committed.values().map(BTreeMap::len).sum();
+        let live: usize = store.committed.values().map(BTreeMap::len).sum::<usize>() + store.kept_groups.len() + 1;
         store.rewritten_bytes = (store.log.size_bytes() as u128 * live as u128 / replayed.max(1) as u128) as u64;
         if store.skipped_records {
             tracing::warn!(
@@ -216,8 +323,77 @@ impl OffsetStore {
         Ok(replayed)
     }
 
-    /// One replayed commit (or deletion) into `committed`.
+    /// Writes the marker that the log keeps group records, after a record
+    /// for each group with commits: until now nothing said what those
+    /// groups were, so they count as emptied now, as the start before
+    /// counted them (a standalone group among them keeps its commits
+    /// longer than Kafka would, never shorter).
+    fn start_keeping_groups(&mut self) -> std::io::Result<()> {
+        let now = wall_clock_ms();
+        let unknown = KeptGroup {
+            protocol_type: Some("consumer".into()),
+            generation: 0,
+            empty_since_ms: Some(now),
+            session_timeout_ms: 0,
+        };
+        let mut records: Vec<Record> = self
+            .committed
+            .keys()
+            .filter(|g| !self.kept_groups.contains_key(*g))
+            .map(|g| group_record(g, Some(&unknown)))
+            .collect();
+        records.push(groups_kept_record());
+        for chunk in records.chunks(REWRITE_RECORDS_PER_BATCH) {
+            append_records(&mut self.log, chunk.to_vec(), now)?;
+        }
+        let groups: Vec<String> = self.committed.keys().cloned().collect();
+        for group in groups {
+            self.kept_groups.entry(group).or_insert_with(|| unknown.clone());
+        }
+        self.keeps_groups = true;
+        Ok(())
+    }
+
+    /// One replayed record into the store.
     fn apply(&mut self, record: Record) {
+        match record.key.as_ref().and_then(prefix) {
+            Some(GROUP_KEY_KIND) => self.apply_group(record),
+            Some(GROUPS_KEPT_KEY_KIND) => self.keeps_groups = true,
+            _ => self.apply_offset(record),
+        }
+    }
+
+    /// One replayed group record (or deletion) into `kept_groups`.
+    fn apply_group(&mut self, record: Record) {
+        let Some(key) = record
+            .key
+            .as_ref()
+            .and_then(|k| decode_as::<GroupKey>(GROUP_KEY_KIND, k))
+        else {
+            tracing::warn!(offset = record.offset, "skipping an unreadable group record");
+            self.skipped_records = true;
+            return;
+        };
+        let Some(bytes) = &record.value else {
+            self.kept_groups.remove(&key.group);
+            return;
+        };
+        let Some(v) = decode_as::<GroupValue>(0, bytes) else {
+            tracing::warn!(offset = record.offset, "skipping an unreadable group value");
+            self.skipped_records = true;
+            return;
+        };
+        let kept = KeptGroup {
+            protocol_type: v.protocol_type,
+            generation: v.generation,
+            empty_since_ms: (v.empty_since >= 0).then_some(v.empty_since),
+            session_timeout_ms: v.session_timeout_ms,
+        };
+        self.kept_groups.insert(key.group, kept);
+    }
+
+    /// One replayed commit (or deletion) into `committed`.
+    fn apply_offset(&mut self, record: Record) {
         let Some(key) = record.key.as_ref().and_then(decode::<OffsetKey>) else {
             tracing::warn!(offset = record.offset, "skipping an unreadable committed-offset record");
             self.skipped_records = true;
@@ -279,15 +455,18 @@ impl OffsetStore {
         }
         if offsets.is_empty() {
             self.committed.remove(group);
-            self.held_at_open.remove(group);
         }
-        // The commit is in the log and in memory whatever happens next: a
-        // failed rewrite only leaves the log longer.
+        self.rewrite_if_due_logged();
+        Ok(())
+    }
+
+    /// The write is in the log and in memory whatever happens next: a
+    /// failed rewrite only leaves the log longer.
+    fn rewrite_if_due_logged(&mut self) {
         if let Err(e) = self.rewrite_if_due() {
             tracing::warn!(error = %e, "rewriting the committed-offsets log failed");
             self.rewritten_bytes = self.log.size_bytes();
         }
-        Ok(())
     }
 
     /// Rewrites the log (see the module documentation) once it has grown
@@ -315,6 +494,7 @@ impl OffsetStore {
     fn append_live_copy(&mut self) -> std::io::Result<i64> {
         self.log.roll_unless_empty()?;
         let start = self.log.next_offset();
+        let now = wall_clock_ms();
         let live: Vec<(i64, Record)> = self
             .committed
             .iter()
@@ -323,6 +503,12 @@ impl OffsetStore {
                     .iter()
                     .map(move |(tp, c)| (c.commit_timestamp, offset_record(group, tp, Some(c))))
             })
+            .chain(
+                self.kept_groups
+                    .iter()
+                    .map(|(group, kept)| (now, group_record(group, Some(kept)))),
+            )
+            .chain(self.keeps_groups.then(|| (now, groups_kept_record())))
             .collect();
         for chunk in live.chunks(REWRITE_RECORDS_PER_BATCH) {
             let newest = chunk.iter().map(|(t, _)| *t).max().unwrap_or(0);
@@ -360,10 +546,42 @@ impl OffsetStore {
         self.committed.keys()
     }
 
-    /// Whether `group` has had commits since before the log was opened
-    /// (without a moment of having none since).
-    pub fn held_at_open(&self, group: &str) -> bool {
-        self.held_at_open.contains(group)
+    /// Every group's record, as the log keeps it.
+    pub fn kept_groups(&self) -> impl Iterator<Item = (&String, &KeptGroup)> {
+        self.kept_groups.iter()
+    }
+
+    /// Records what to keep of `group` (`None`: forget it), durably in the
+    /// log first.
+    pub fn keep_group(&mut self, group: &str, kept: Option<KeptGroup>) -> std::io::Result<()> {
+        append_records(&mut self.log, vec![group_record(group, kept.as_ref())], wall_clock_ms())?;
+        match kept {
+            Some(kept) => self.kept_groups.insert(group.to_string(), kept),
+            None => self.kept_groups.remove(group),
+        };
+        self.rewrite_if_due_logged();
+        Ok(())
+    }
+
+    /// Deletes `group`'s commits and its record, in one batch.
+    pub fn delete_group(&mut self, group: &str) -> std::io::Result<()> {
+        let mut records: Vec<Record> = self
+            .committed
+            .get(group)
+            .into_iter()
+            .flat_map(|offsets| offsets.keys().map(|tp| offset_record(group, tp, None)))
+            .collect();
+        if self.kept_groups.contains_key(group) {
+            records.push(group_record(group, None));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        append_records(&mut self.log, records, wall_clock_ms())?;
+        self.committed.remove(group);
+        self.kept_groups.remove(group);
+        self.rewrite_if_due_logged();
+        Ok(())
     }
 
     pub fn sync(&mut self) -> std::io::Result<()> {
@@ -520,12 +738,74 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = OffsetStore::open(dir.path()).unwrap();
         store.write("old", vec![(("t".into(), 0), at(5))]).unwrap();
+        let g_at = store.log.next_offset();
         store.write("g", vec![(("t".into(), 0), at(6))]).unwrap();
         // Within one segment, so only the start offset hides the first.
-        store.log.delete_records_before(1).unwrap();
+        store.log.delete_records_before(g_at).unwrap();
         drop(store);
         let store = OffsetStore::open(dir.path()).unwrap();
         assert!(store.group("old").is_none());
         assert_eq!(store.group("g").unwrap()[&("t".to_string(), 0)].offset, 6);
+    }
+
+    /// A log written before group records existed: its groups get one at
+    /// the first open, as if they emptied then, with the marker after
+    /// them, so the next open reads the same records and stamps nothing.
+    #[test]
+    fn a_log_from_before_group_records_gets_them_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = PartitionLog::open(&dir.path().join(OFFSETS_DIR)).unwrap();
+            append_records(
+                &mut log,
+                vec![offset_record("old", &("t".into(), 0), at(3).as_ref())],
+                7,
+            )
+            .unwrap();
+            log.close().unwrap();
+        }
+        let before = wall_clock_ms();
+        let kept_at = |store: &OffsetStore| -> Vec<(String, KeptGroup)> {
+            store.kept_groups().map(|(g, k)| (g.clone(), k.clone())).collect()
+        };
+        let store = OffsetStore::open(dir.path()).unwrap();
+        let first = kept_at(&store);
+        assert_eq!(first.len(), 1);
+        let (group, kept) = &first[0];
+        assert_eq!(group, "old");
+        assert_eq!(kept.protocol_type.as_deref(), Some("consumer"));
+        assert!(kept.empty_since_ms.unwrap() >= before);
+        assert_eq!(store.group("old").unwrap()[&("t".to_string(), 0)].offset, 3);
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        assert_eq!(kept_at(&store), first);
+        assert!(!store.skipped_records);
+    }
+
+    /// Group records survive a reopen and a rewrite; a deleted group's, and
+    /// its commits, do not.
+    #[test]
+    fn group_records_survive_reopening_and_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        let kept = KeptGroup {
+            protocol_type: Some("consumer".into()),
+            generation: 4,
+            empty_since_ms: None,
+            session_timeout_ms: 45_000,
+        };
+        store.keep_group("g", Some(kept.clone())).unwrap();
+        store.keep_group("gone", Some(kept.clone())).unwrap();
+        store.write("gone", vec![(("t".into(), 0), at(1))]).unwrap();
+        store.delete_group("gone").unwrap();
+        assert!(store.group("gone").is_none());
+        let start = store.append_live_copy().unwrap();
+        store.log.delete_records_before(start).unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        let groups: Vec<_> = store.kept_groups().map(|(g, k)| (g.clone(), k.clone())).collect();
+        assert_eq!(groups, [("g".to_string(), kept)]);
+        assert!(store.group("gone").is_none());
+        assert!(store.keeps_groups, "the rewrite copied the marker");
     }
 }
