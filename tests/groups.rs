@@ -952,6 +952,7 @@ mod by_hand {
         );
         broker.shutdown().await;
 
+        let restarted_after = now_ms();
         let broker = start(expiry_by_hand()).await;
         let mut client = RawClient::connect(broker.local_addr()).await;
         assert_eq!(
@@ -959,8 +960,10 @@ mod by_hand {
             ("Empty".into(), "consumer".into())
         );
         let retention_ms = broker.broker().config().offsets_retention_ms;
-        // `join` asks for a 10 s session.
-        broker.broker().expire_offsets(now_ms() + retention_ms);
+        // `join` asks for a 10 s session, added to the start.
+        broker
+            .broker()
+            .expire_offsets(restarted_after + 10_000 + retention_ms - 1);
         assert_eq!(committed_to_t(&mut client, "alive").await[0].committed_offset, 20);
         broker.broker().expire_offsets(now_ms() + 10_000 + retention_ms);
         assert_eq!(committed_to_t(&mut client, "alive").await[0].committed_offset, -1);

@@ -581,10 +581,9 @@ impl Broker {
     /// Deletes the committed offsets of groups that have had no members and
     /// no commit for `offsets.retention.minutes`, every
     /// `offsets.retention.check.interval.ms`, until shutdown. As in Kafka
-    /// (KIP-211) the time counts from when the group became empty; a group
-    /// that held commits before this start, unseen since, counts from the
-    /// start, and a later commit counts too. A group nobody has joined,
-    /// with nothing held before the start, loses each commit as it ages.
+    /// (KIP-211) the time counts from when the group became empty (kept
+    /// across restarts), and a later commit counts too. A group nobody has
+    /// joined loses each commit as it ages.
     pub async fn run_offset_expiry(&self) {
         self.every(self.config.offsets_retention_check_interval, || async {
             self.expire_offsets(wall_clock_ms())
