@@ -170,7 +170,7 @@ impl Group {
         Some(topics)
     }
 
-    /// Whether the group has members, or for how long it has had none.
+    /// Whether the group has members, or since when it has had none.
     fn membership(&self) -> Membership {
         match self.state {
             GroupState::Empty => Membership::EmptySince(self.empty_since),
@@ -859,8 +859,8 @@ impl Coordinator {
         }
     }
 
-    /// Runs `decide` with whether `group_id` has members, or for how long
-    /// it has had none, holding the coordinator's lock until it returns:
+    /// Runs `decide` with whether `group_id` has members, or since when it
+    /// has had none, holding the coordinator's lock until it returns:
     /// no member joins and no group empties meanwhile. `decide` may take
     /// the offsets lock (always after this one, never the other way round).
     /// `decide` must not call the coordinator: its lock is not reentrant.
