@@ -700,6 +700,62 @@ mod by_hand {
         broker.shutdown().await;
     }
 
+    /// A static member that comes back under a new id is recorded at once,
+    /// as Kafka stores the group then: after a restart in the middle of the
+    /// rebalance that follows, the new id is the member and the old one is
+    /// still fenced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_static_member_that_took_over_before_a_restart_stays_fenced_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        let addr = broker.local_addr();
+        let mut client = RawClient::connect(addr).await;
+        let first = joined(&mut client, join("s", "", Some("instance-1")), 5).await;
+        let Response::SyncGroup(s) = client
+            .call(sync("s", first.generation_id, &first.member_id, vec![]), 3)
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(s.error_code, 0);
+        // The leader comes back: a rebalance, which the restart cuts short.
+        let again = joined(&mut client, join("s", "", Some("instance-1")), 5).await;
+        assert_eq!(again.generation_id, first.generation_id + 1);
+        broker.shutdown().await;
+
+        let mut restarted = config(dir.path(), 1);
+        restarted.listeners = vec![addr.to_string()];
+        let broker = start(restarted).await;
+        let mut client = RawClient::connect(addr).await;
+        let (state, members) = assignments(&broker, "s", "t").await;
+        assert_eq!(
+            (state.as_str(), members.keys().collect::<Vec<_>>()),
+            ("Stable", vec![&again.member_id])
+        );
+        let heartbeat = |member: &str, generation: i32| {
+            Request::Heartbeat(HeartbeatRequest {
+                group_id: "s".into(),
+                generation_id: generation,
+                member_id: member.into(),
+                group_instance_id: Some("instance-1".into()),
+            })
+        };
+        let Response::Heartbeat(h) = client.call(heartbeat(&first.member_id, first.generation_id), 3).await else {
+            panic!()
+        };
+        assert_eq!(
+            h.error_code,
+            ErrorCode::FencedInstanceId.code(),
+            "the old id stays fenced"
+        );
+        // The generation the record holds is the one before the rebalance.
+        let Response::Heartbeat(h) = client.call(heartbeat(&again.member_id, first.generation_id), 3).await else {
+            panic!()
+        };
+        assert_eq!(h.error_code, 0);
+        broker.shutdown().await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn delete_groups_needs_an_empty_group() {
         use minikafka::protocol::messages::group_admin::DeleteGroupsRequest;
@@ -934,38 +990,93 @@ mod by_hand {
         broker.shutdown().await;
     }
 
-    /// A group whose member was there when the broker stopped is Empty
-    /// after the restart (members are not kept), and counts as emptied
-    /// once that member's session would have timed out, when Kafka, which
-    /// keeps members, would remove it.
+    /// A group whose member was there when the broker stopped has it back
+    /// after the restart, as Kafka loads its group metadata: Stable, with
+    /// its assignment, heartbeating and committing under its generation,
+    /// and not to be deleted. Once the member's session runs out without a
+    /// word, the group empties, and its commits' retention counts from then.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_group_with_members_at_a_restart_counts_from_their_session_timeout() {
+    async fn a_group_with_members_at_a_restart_keeps_them_until_their_sessions_end() {
+        use minikafka::protocol::messages::group_admin::DeleteGroupsRequest;
+        // ConsumerProtocolAssignment v0: partitions 0 and 1 of "t".
+        const BOTH: &[u8] = b"\0\0\0\0\0\x01\0\x01t\0\0\0\x02\0\0\0\0\0\0\0\x01\xff\xff\xff\xff";
         let dir = tempfile::tempdir().unwrap();
         let expiry_by_hand = || expiry_by_hand(dir.path());
         let broker = start(expiry_by_hand()).await;
         broker.broker().get_or_create_topic("t", 2).unwrap();
         let mut client = RawClient::connect(broker.local_addr()).await;
-        let (generation, member) = sole_member(&mut client, "alive").await;
+        // Subscribed to "t" (ConsumerProtocolSubscription v0).
+        let subscribed_to_t = |member: &str| {
+            let Request::JoinGroup(mut request) = join("alive", member, None) else {
+                unreachable!()
+            };
+            request.protocols[0].metadata = Bytes::from_static(b"\0\0\0\0\0\x01\0\x01t\xff\xff\xff\xff");
+            Request::JoinGroup(request)
+        };
+        let first = joined(&mut client, subscribed_to_t(""), 9).await;
+        let me = joined(&mut client, subscribed_to_t(&first.member_id), 9).await;
+        let (generation, member) = (me.generation_id, me.member_id);
+        let Response::SyncGroup(synced) = client
+            .call(sync("alive", generation, &member, vec![(&member, BOTH)]), 5)
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(synced.error_code, 0);
         assert_eq!(
             commit_code(&mut client, commit("alive", generation, &member, 20)).await,
             0
         );
         broker.shutdown().await;
 
-        let restarted_after = now_ms();
         let broker = start(expiry_by_hand()).await;
         let mut client = RawClient::connect(broker.local_addr()).await;
         assert_eq!(
-            described(&mut client, "alive").await,
-            ("Empty".into(), "consumer".into())
+            assignments(&broker, "alive", "t").await,
+            ("Stable".into(), BTreeMap::from([(member.clone(), vec![0, 1])]))
         );
+        let before_last_word = now_ms();
+        let heartbeat = Request::Heartbeat(HeartbeatRequest {
+            group_id: "alive".into(),
+            generation_id: generation,
+            member_id: member.clone(),
+            group_instance_id: None,
+        });
+        let Response::Heartbeat(h) = client.call(heartbeat, 4).await else {
+            panic!()
+        };
+        assert_eq!(h.error_code, 0, "the member heartbeats on");
+        assert_eq!(
+            commit_code(&mut client, commit("alive", generation, &member, 21)).await,
+            0
+        );
+        let delete = Request::DeleteGroups(DeleteGroupsRequest {
+            groups_names: vec!["alive".into()],
+        });
+        let Response::DeleteGroups(d) = client.call(delete, 2).await else {
+            panic!()
+        };
+        assert_eq!(d.results[0].error_code, ErrorCode::NonEmptyGroup.code());
         let retention_ms = broker.broker().config().offsets_retention_ms;
-        // `join` asks for a 10 s session, added to the start.
+        broker.broker().expire_offsets(now_ms() + retention_ms);
+        assert_eq!(
+            committed_to_t(&mut client, "alive").await[0].committed_offset,
+            21,
+            "the restored member is subscribed to t"
+        );
+
+        // Silent from here: `join` asks for a 10 s session.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while described(&mut client, "alive").await.0 != "Empty" {
+            assert!(std::time::Instant::now() < deadline, "the member's session runs out");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let emptied_by = now_ms();
         broker
             .broker()
-            .expire_offsets(restarted_after + 10_000 + retention_ms - 1);
-        assert_eq!(committed_to_t(&mut client, "alive").await[0].committed_offset, 20);
-        broker.broker().expire_offsets(now_ms() + 10_000 + retention_ms);
+            .expire_offsets(before_last_word + 10_000 + retention_ms - 1);
+        assert_eq!(committed_to_t(&mut client, "alive").await[0].committed_offset, 21);
+        broker.broker().expire_offsets(emptied_by + retention_ms);
         assert_eq!(committed_to_t(&mut client, "alive").await[0].committed_offset, -1);
         broker.shutdown().await;
     }
@@ -1344,10 +1455,16 @@ struct PyMember {
 impl PyMember {
     /// Once it is assigned and has made `commits` (TOPIC:PARTITION:OFFSET).
     async fn ready(bootstrap: &str, group: &str, subscribe: &str, commits: &[&str]) -> PyMember {
+        PyMember::ready_with(bootstrap, group, subscribe, commits, &[]).await
+    }
+
+    /// [`PyMember::ready`], with more of the script's options.
+    async fn ready_with(bootstrap: &str, group: &str, subscribe: &str, commits: &[&str], options: &[&str]) -> PyMember {
         let mut child = Command::new(python())
             .arg(python_script("kp_group_member.py"))
             .args(["--bootstrap", bootstrap, "--group", group, "--subscribe", subscribe])
             .args(commits.iter().flat_map(|c| ["--commit", c]))
+            .args(options)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
@@ -1366,6 +1483,19 @@ impl PyMember {
             .await
             .unwrap()
             .unwrap()
+    }
+
+    /// Commits `spec` (TOPIC:PARTITION:OFFSET) as the member: whether it
+    /// was taken, or kafka-python's error.
+    async fn commit(&mut self, spec: &str) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("commit {spec}\n").as_bytes()).await.unwrap();
+        let line = self.next_line().await.unwrap();
+        match line.as_str() {
+            r#"{"committed": true}"# => Ok(()),
+            _ => Err(line),
+        }
     }
 
     /// Leaves the group, and exits.
@@ -1755,5 +1885,179 @@ async fn kafka_python_administers_groups_known_by_offsets_and_live_ones() {
         admin(&["list-groups"]).await,
         json(r#"{"groups": {"rd-group": "Empty"}}"#)
     );
+    broker.shutdown().await;
+}
+
+/// Counts the assignments an rdkafka consumer is given: one per rebalance
+/// it takes part in.
+struct CountingRebalances(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl rdkafka::ClientContext for CountingRebalances {}
+
+impl rdkafka::consumer::ConsumerContext for CountingRebalances {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        if matches!(rebalance, rdkafka::consumer::Rebalance::Assign(_)) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// What the test asks of its rdkafka member, on the member's thread.
+enum RdkafkaAsk {
+    /// Commit the positions it has consumed to; answer whether it could.
+    Commit(std::sync::mpsc::Sender<Result<(), String>>),
+    Leave,
+}
+
+/// As Kafka loads a group's metadata at a coordinator move, a restarted
+/// broker has its groups' members back: an rdkafka member and a
+/// kafka-python member of one group carry on through a restart with their
+/// ids and assignments, without a rebalance, and commit and consume as
+/// before. (Not kcat: it exits once all brokers are down.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_carry_on_through_a_broker_restart() {
+    use rdkafka::Offset;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 6)).await;
+    let bootstrap = broker.bootstrap();
+    broker.broker().get_or_create_topic("carry-marks", 1).unwrap();
+    produce(&bootstrap, "carry", 0..3_000).await;
+
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    // A session that outlasts a restart on a loaded machine, as rdkafka's
+    // default (45 s) does.
+    let mut python =
+        PyMember::ready_with(&bootstrap, "carry-on", "carry", &[], &["--session-timeout-ms", "30000"]).await;
+    let rebalances = Arc::new(AtomicUsize::new(0));
+    let (ask, asked) = std::sync::mpsc::channel::<RdkafkaAsk>();
+    let rdkafka_member = {
+        let (bootstrap, seen, rebalances) = (bootstrap.clone(), seen.clone(), rebalances.clone());
+        std::thread::spawn(move || {
+            let consumer: BaseConsumer<CountingRebalances> = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "carry-on")
+                .set("client.id", "rdkafka-member")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("fetch.wait.max.ms", "100")
+                .create_with_context(CountingRebalances(rebalances))
+                .unwrap();
+            consumer.subscribe(&["carry"]).unwrap();
+            loop {
+                match asked.try_recv() {
+                    Ok(RdkafkaAsk::Commit(answer)) => {
+                        let committed = consumer.commit_consumer_state(CommitMode::Sync);
+                        answer.send(committed.map_err(|e| e.to_string())).unwrap();
+                    }
+                    Ok(RdkafkaAsk::Leave) | Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                }
+                if let Some(Ok(message)) = consumer.poll(Duration::from_millis(50)) {
+                    seen.lock().unwrap().insert((message.partition(), message.offset()));
+                }
+            }
+        })
+    };
+    let settled = async |broker: &minikafka::BrokerHandle| {
+        let start = std::time::Instant::now();
+        loop {
+            let (state, members) = assignments(broker, "carry-on", "carry").await;
+            let owned: BTreeSet<i32> = members.values().flatten().copied().collect();
+            if state == "Stable" && members.len() == 2 && owned.len() == 6 && members.values().all(|p| !p.is_empty()) {
+                return members;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the group never settled: {state} {members:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let before = settled(&broker).await;
+    let python_partitions = before
+        .iter()
+        .find(|(id, _)| id.starts_with("kafka-python"))
+        .map(|(_, p)| p.clone())
+        .expect("kafka-python is a member");
+    // The rdkafka member's share (the kafka-python member reads its own
+    // without telling).
+    let rdkafka_stored = |broker: &minikafka::BrokerHandle| -> BTreeSet<(i32, i64)> {
+        stored_records_by_partition(broker, "carry")
+            .into_iter()
+            .filter(|(p, _)| !python_partitions.contains(p))
+            .flat_map(|(p, records)| records.into_iter().map(move |r| (p, r.offset)))
+            .collect()
+    };
+    let wanted = rdkafka_stored(&broker);
+    eventually("the rdkafka member reads its share", || {
+        seen.lock().unwrap().is_superset(&wanted).then_some(())
+    })
+    .await;
+    let assigned_before = rebalances.load(Ordering::SeqCst);
+    assert!(assigned_before >= 1);
+
+    let addr = broker.local_addr();
+    broker.shutdown().await;
+    let mut restarted = config(dir.path(), 6);
+    restarted.listeners = vec![addr.to_string()];
+    let broker = start(restarted).await;
+    assert_eq!(
+        assignments(&broker, "carry-on", "carry").await,
+        ("Stable".to_string(), before.clone()),
+        "the members and their assignments are back"
+    );
+
+    produce(&bootstrap, "carry", 3_000..6_000).await;
+    let wanted = rdkafka_stored(&broker);
+    eventually("the rdkafka member reads what came after the restart", || {
+        seen.lock().unwrap().is_superset(&wanted).then_some(())
+    })
+    .await;
+    // Each member commits as the member it was.
+    let (answer, answered) = std::sync::mpsc::channel();
+    ask.send(RdkafkaAsk::Commit(answer)).unwrap();
+    let rdkafka_committed = tokio::task::spawn_blocking(move || answered.recv_timeout(DEADLINE).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(rdkafka_committed, Ok(()));
+    assert_eq!(python.commit("carry-marks:0:7").await, Ok(()));
+    assert_eq!(
+        assignments(&broker, "carry-on", "carry").await,
+        ("Stable".to_string(), before),
+        "no member joined again"
+    );
+    assert_eq!(
+        rebalances.load(Ordering::SeqCst),
+        assigned_before,
+        "rdkafka saw no rebalance"
+    );
+    assert_eq!(
+        committed_offset(&bootstrap, "carry-on", "carry-marks").await,
+        Offset::Offset(7)
+    );
+    let rdkafka_owned: Vec<i32> = assignments(&broker, "carry-on", "carry")
+        .await
+        .1
+        .into_iter()
+        .find(|(id, _)| id.starts_with("rdkafka-member"))
+        .unwrap()
+        .1;
+    let ends: Vec<Offset> = rdkafka_owned
+        .iter()
+        .map(|&p| Offset::Offset(stored_records(&broker, "carry", p).len() as i64))
+        .collect();
+    assert_eq!(
+        committed_offsets(&bootstrap, "carry-on", "carry", &rdkafka_owned).await,
+        ends,
+        "the rdkafka member committed the ends it read to after the restart"
+    );
+
+    ask.send(RdkafkaAsk::Leave).unwrap();
+    tokio::task::spawn_blocking(move || rdkafka_member.join().unwrap())
+        .await
+        .unwrap();
+    python.leave().await;
     broker.shutdown().await;
 }

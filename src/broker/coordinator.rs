@@ -8,10 +8,12 @@
 //! park on a oneshot until their phase completes; the state itself sits
 //! behind one std mutex, never held across an await.
 //!
-//! What a group is between starts (its protocol type and generation, and
-//! when it emptied) goes to the committed-offsets log each time it changes,
-//! under the coordinator's lock and then the store's, as Kafka writes its
-//! group metadata; a start begins with those groups, Empty.
+//! What a group is between starts goes to the committed-offsets log when a
+//! rebalance completes and when the group empties, under the coordinator's
+//! lock and then the store's, as Kafka writes its group metadata: its
+//! protocol type and generation, and its members with their assignments
+//! or when it emptied. A start begins with those groups, and their members
+//! heartbeat on as if nothing had happened.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -25,7 +27,7 @@ use super::wall_clock_ms;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::consumer_protocol::decode_subscribed_topics;
 use crate::protocol::messages::groups::{JoinGroupResponse, JoinGroupResponseMember, SyncGroupResponse};
-use crate::storage::offsets::{KeptGroup, OffsetStore};
+use crate::storage::offsets::{KeptGroup, KeptMember, OffsetStore};
 
 /// Settings, with Kafka's names.
 #[derive(Debug, Clone)]
@@ -122,6 +124,8 @@ pub struct Group {
     subscribed: Option<BTreeSet<String>>,
     /// What the offsets log last recorded of it.
     kept: Option<KeptGroup>,
+    /// The last write of its record failed: the timer tries it again.
+    keep_failed: bool,
 }
 
 /// Whether a group has members, as far as the coordinator knows.
@@ -133,9 +137,9 @@ pub enum Membership {
     /// Consumer-protocol members of a Stable group, subscribed between them
     /// to these topics.
     Subscribed(BTreeSet<String>),
-    /// Empty since then (wall clock ms; later than now for a group whose
-    /// members were there at the restart, until their sessions would
-    /// have timed out).
+    /// Empty since then (wall clock ms; later than now for a group kept
+    /// without its members while it had some, a record of layout 0,
+    /// until their sessions would have timed out).
     EmptySince(i64),
     /// No coordinator entry: not joined since the broker started, or
     /// deleted since (DeleteGroups, or emptied with nothing committed).
@@ -200,23 +204,102 @@ impl Group {
             empty_since: wall_clock_ms(),
             subscribed: None,
             kept: None,
+            keep_failed: false,
         }
     }
 
-    /// What the offsets log should hold of it: nothing until a join has
-    /// completed, as Kafka writes no group metadata before.
+    /// What the offsets log should hold of it. Kafka writes a group's
+    /// metadata when a rebalance completes (with the assignments) and when
+    /// the group empties, and nothing before its first join completes; in
+    /// between, the last record stands.
     fn to_kept(&self) -> Option<KeptGroup> {
-        (self.generation > 0 || self.kept.is_some()).then(|| KeptGroup {
+        if self.generation == 0 && self.kept.is_none() {
+            return None;
+        }
+        let mut kept = KeptGroup {
             protocol_type: self.protocol_type.clone(),
             generation: self.generation,
-            empty_since_ms: (self.state == GroupState::Empty).then_some(self.empty_since),
-            session_timeout_ms: self
-                .members
-                .values()
-                .map(|m| m.session_timeout.as_millis() as i32)
-                .max()
-                .unwrap_or(0),
-        })
+            empty_since_ms: None,
+            session_timeout_ms: 0,
+            protocol: None,
+            leader: None,
+            members: Vec::new(),
+        };
+        match self.state {
+            GroupState::PreparingRebalance | GroupState::CompletingRebalance => return self.kept.clone(),
+            GroupState::Empty => kept.empty_since_ms = Some(self.empty_since),
+            GroupState::Stable => {
+                let protocol = self.protocol.clone().unwrap_or_default();
+                kept.members = self
+                    .members
+                    .values()
+                    .map(|m| KeptMember {
+                        id: m.id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        session_timeout_ms: millis(m.session_timeout),
+                        rebalance_timeout_ms: millis(m.rebalance_timeout),
+                        subscription: m.metadata_for(&protocol),
+                        assignment: m.assignment.clone(),
+                    })
+                    .collect();
+                kept.session_timeout_ms = kept.members.iter().map(|m| m.session_timeout_ms).max().unwrap_or(0);
+                kept.protocol = Some(protocol);
+                kept.leader = self.leader.clone();
+            }
+        }
+        Some(kept)
+    }
+
+    /// The group `kept` describes, at a start (`started_ms` on the wall
+    /// clock, `now` on the timers'). One with members comes back Stable
+    /// with them, each session counting from now, as Kafka loads its group
+    /// metadata: they heartbeat and commit on under their generation, or
+    /// time out. A record of layout 0 kept no members even when the group
+    /// had some: that group comes back Empty, emptied once their longest
+    /// session would have timed out after this start, when Kafka would
+    /// have removed the last of them.
+    fn restored(id: &str, kept: KeptGroup, started_ms: i64, now: Instant) -> Group {
+        let mut group = Group::new(id);
+        group.protocol_type = kept.protocol_type.clone();
+        group.generation = kept.generation;
+        if kept.members.is_empty() {
+            group.empty_since = kept
+                .empty_since_ms
+                .unwrap_or(started_ms.saturating_add(i64::from(kept.session_timeout_ms)));
+        } else {
+            let protocol = kept.protocol.clone().unwrap_or_default();
+            for m in &kept.members {
+                if let Some(instance) = &m.instance_id {
+                    group.instances.insert(instance.clone(), m.id.clone());
+                }
+                let seq = group.next_seq;
+                group.next_seq += 1;
+                group.members.insert(
+                    seq,
+                    Member {
+                        id: m.id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        session_timeout: duration_ms(m.session_timeout_ms),
+                        rebalance_timeout: duration_ms(m.rebalance_timeout_ms),
+                        protocols: vec![(protocol.clone(), m.subscription.clone())],
+                        assignment: m.assignment.clone(),
+                        last_seen: now,
+                        join: None,
+                        sync: None,
+                    },
+                );
+            }
+            group.state = GroupState::Stable;
+            group.protocol = Some(protocol);
+            group.leader = kept.leader.clone();
+            group.subscribed = group.compute_subscribed();
+        }
+        group.kept = Some(kept);
+        group
     }
 
     pub fn member(&self, id: &str) -> Option<&Member> {
@@ -289,12 +372,10 @@ fn error_sync(code: ErrorCode) -> SyncGroupResponse {
 }
 
 impl Coordinator {
-    /// Starts with the groups `store` keeps, each Empty: their members
-    /// are not kept. A group that had members counts as emptied once their
-    /// longest session would have timed out after this start, when Kafka,
-    /// which keeps them, would remove the last one.
+    /// Starts with the groups `store` keeps, with the members they had
+    /// (see [`Group::restored`]).
     pub fn new(config: GroupConfig, store: Arc<Mutex<OffsetStore>>) -> Coordinator {
-        let now = wall_clock_ms();
+        let (started_ms, now) = (wall_clock_ms(), Instant::now());
         let kept: Vec<(String, KeptGroup)> = store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -310,13 +391,9 @@ impl Coordinator {
         {
             let mut groups = coordinator.lock();
             for (id, kept) in kept {
-                let mut group = Group::new(&id);
-                group.protocol_type = kept.protocol_type.clone();
-                group.generation = kept.generation;
-                group.empty_since = kept
-                    .empty_since_ms
-                    .unwrap_or(now.saturating_add(i64::from(kept.session_timeout_ms)));
-                group.kept = Some(kept);
+                let mut group = Group::restored(&id, kept, started_ms, now);
+                // A group restored without its members records since when
+                // it counts as empty, so that the next start counts the same.
                 coordinator.keep(&mut group);
                 groups.insert(id, group);
             }
@@ -324,22 +401,31 @@ impl Coordinator {
         coordinator
     }
 
-    /// Records `group` in the offsets log if it changed since it last was.
-    /// The caller holds the coordinator's lock. A failed write is logged
-    /// and tried again at the group's next change.
-    fn keep(&self, group: &mut Group) {
+    /// Records `group` in the offsets log if it changed since it last was;
+    /// false if that write failed. The caller holds the coordinator's lock.
+    /// A failed write is logged, and tried again at the next timer run.
+    fn keep(&self, group: &mut Group) -> bool {
         let kept = group.to_kept();
         if kept.is_none() || kept == group.kept {
-            return;
+            group.keep_failed = false;
+            return true;
         }
         let written = self
             .store
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .keep_group(&group.id, kept.clone());
+        group.keep_failed = written.is_err();
         match written {
-            Ok(()) => group.kept = kept,
-            Err(e) => tracing::error!(group = %group.id, error = %e, "recording the group failed"),
+            Ok(()) => {
+                group.kept = kept;
+                true
+            }
+            Err(e) => {
+                tracing::error!(group = %group.id, error = %e, "recording the group failed");
+                self.timers.notify_one();
+                false
+            }
         }
     }
 
@@ -349,6 +435,9 @@ impl Coordinator {
             self.keep(group);
         }
     }
+
+    /// When a failed write of a group's record is tried again.
+    const KEEP_RETRY: Duration = Duration::from_secs(1);
 
     pub fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
         self.groups.lock().unwrap_or_else(PoisonError::into_inner)
@@ -434,6 +523,10 @@ impl Coordinator {
                         let seq = group.next_seq;
                         group.next_seq += 1;
                         group.members.insert(seq, member);
+                        // As Kafka: the new id is recorded at once, so that
+                        // after a restart the old one stays fenced, even if
+                        // a rebalance follows.
+                        self.keep(group);
                     }
                     group.instances.insert(instance.clone(), new_id.clone());
                     new_id
@@ -679,7 +772,22 @@ impl Coordinator {
                             });
                         }
                         group.state = GroupState::Stable;
-                        tracing::debug!(group = %group.id, generation = group.generation, "group stable");
+                        if self.keep(group) {
+                            tracing::debug!(group = %group.id, generation = group.generation, "group stable");
+                        } else {
+                            // As Kafka when it cannot store the group: the
+                            // members waiting in SyncGroup are told to find
+                            // the coordinator again, and the group rebalances.
+                            for member in group.members.values_mut() {
+                                member.assignment = Bytes::new();
+                                if let Some(sync) = member.sync.take() {
+                                    let _ = sync.send(error_sync(ErrorCode::NotCoordinator));
+                                }
+                            }
+                            group.state = GroupState::CompletingRebalance;
+                            self.prepare_rebalance(group, Instant::now());
+                            self.timers.notify_one();
+                        }
                     }
                     if group.state == GroupState::Stable {
                         for member in group.members.values_mut() {
@@ -776,6 +884,7 @@ impl Coordinator {
         let mut next: Option<Instant> = None;
         let mut soonest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         for group in groups.values_mut() {
+            let before = (group.state, group.generation, group.members.len());
             group.pending_ids.retain(|_, expiry| *expiry > now);
             let expired: Vec<String> = group
                 .members
@@ -792,7 +901,13 @@ impl Coordinator {
                 let deadline_passed = group.join_deadline.is_some_and(|d| now >= d);
                 Self::try_complete_join(group, now, deadline_passed);
             }
-            self.keep(group);
+            // Whatever a run changes of what is kept changes one of these.
+            if (group.state, group.generation, group.members.len()) != before || group.keep_failed {
+                self.keep(group);
+            }
+            if group.keep_failed {
+                soonest(now + Self::KEEP_RETRY);
+            }
             // Members parked in JoinGroup or SyncGroup do not expire (the
             // join deadline covers them): their session is not a deadline.
             for member in group.members.values().filter(|m| m.join.is_none() && m.sync.is_none()) {
@@ -933,6 +1048,16 @@ impl Coordinator {
     }
 }
 
+/// A timeout as the protocol's milliseconds (it came as an i32).
+fn millis(timeout: Duration) -> i32 {
+    i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Kept milliseconds as a timeout (a negative one as none).
+fn duration_ms(ms: i32) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
 fn check_member(
     group: &Group,
     member_id: &str,
@@ -983,4 +1108,37 @@ fn select_protocol(group: &Group) -> Option<String> {
             )
         })
         .map(|c| c.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A group recorded without its members, as a record of layout 0 said
+    /// of a group that had some, comes back Empty, emptied once their
+    /// longest session would have timed out after the start.
+    #[test]
+    fn a_group_kept_without_its_members_counts_as_emptied_after_their_session() {
+        let mut store = OffsetStore::in_memory();
+        let kept = KeptGroup {
+            protocol_type: Some("consumer".into()),
+            generation: 3,
+            empty_since_ms: None,
+            session_timeout_ms: 10_000,
+            protocol: None,
+            leader: None,
+            members: Vec::new(),
+        };
+        store.keep_group("old", Some(kept)).unwrap();
+        let before = wall_clock_ms();
+        let coordinator = Coordinator::new(GroupConfig::default(), Arc::new(Mutex::new(store)));
+        let after = wall_clock_ms();
+        let Membership::EmptySince(since) = coordinator.with_membership("old", |m| m) else {
+            panic!("restored Empty")
+        };
+        assert!((before + 10_000..=after + 10_000).contains(&since), "{since}");
+        let groups = coordinator.lock();
+        assert_eq!(groups["old"].generation, 3);
+        assert_eq!(groups["old"].protocol_type.as_deref(), Some("consumer"));
+    }
 }

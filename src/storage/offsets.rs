@@ -18,11 +18,12 @@
 //! that replay takes follow the live commits, not their history.
 //!
 //! The log also keeps one record per consumer group that has completed a
-//! join, as Kafka keeps its group metadata in `__consumer_offsets`: its
-//! protocol type and generation, and when it last became empty (or that
-//! it had members). So after a restart a group that emptied before it
-//! still counts its offsets' retention from then, and commits of a group
-//! nobody ever joined (Kafka's standalone group) still go one by one. A
+//! rebalance, as Kafka keeps its group metadata in `__consumer_offsets`:
+//! its protocol type and generation, and its members with their
+//! assignments, or when it last became empty. So after a restart the
+//! members carry on, a group that emptied before it still counts its
+//! offsets' retention from then, and commits of a group nobody ever
+//! joined (Kafka's standalone group) still go one by one. A
 //! log written before these records existed has no marker saying it keeps
 //! them; its groups are given a record at the first open, as if they had
 //! emptied then, which is what that start would have counted from.
@@ -70,6 +71,11 @@ message! {
     }
 }
 
+/// The layout a group record's value is written in: 1 adds the selected
+/// protocol, the leader and the members. Layout 0 values still read, with
+/// no members.
+const GROUP_VALUE_VERSION: i16 = 1;
+
 message! {
     struct GroupValue {
         protocol_type: Option<String> => 0..,
@@ -79,10 +85,29 @@ message! {
         empty_since: i64 => 0..,
         /// Its members' longest session timeout, when it had members.
         session_timeout_ms: i32 => 0..,
+        protocol: Option<String> => 1..,
+        leader: Option<String> => 1..,
+        members: Vec<GroupMemberValue> => 1..,
     }
 }
 
-/// What the log keeps of a consumer group between starts.
+message! {
+    struct GroupMemberValue {
+        member_id: String => 0..,
+        instance_id: Option<String> => 0..,
+        client_id: String => 0..,
+        client_host: String => 0..,
+        session_timeout_ms: i32 => 0..,
+        rebalance_timeout_ms: i32 => 0..,
+        /// Its metadata for the selected protocol.
+        subscription: Bytes => 0..,
+        assignment: Bytes => 0..,
+    }
+}
+
+/// What the log keeps of a consumer group between starts: Kafka's group
+/// metadata, as the last completed rebalance (or the group's emptying)
+/// left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptGroup {
     pub protocol_type: Option<String>,
@@ -91,6 +116,26 @@ pub struct KeptGroup {
     pub empty_since_ms: Option<i64>,
     /// Its members' longest session timeout, when it had members.
     pub session_timeout_ms: i32,
+    /// The selected protocol, while it has members.
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    /// Its members, in the order they joined. Empty in a record of layout
+    /// 0, which did not keep them even when the group had some.
+    pub members: Vec<KeptMember>,
+}
+
+/// One member of a [`KeptGroup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptMember {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// Its metadata for the selected protocol.
+    pub subscription: Bytes,
+    pub assignment: Bytes,
 }
 
 message! {
@@ -163,17 +208,28 @@ fn prefix(bytes: &Bytes) -> Option<i16> {
     Some(i16::from_be_bytes([*bytes.first()?, *bytes.get(1)?]))
 }
 
-/// `value` behind `prefix`, in layout 0 (group records and the marker).
-fn encode_as<T: crate::protocol::Wire>(prefix: i16, value: &T) -> Bytes {
+/// `value` in `layout`, behind `prefix` (for a group record's key, its
+/// kind; for its value, the layout).
+fn encode_as<T: crate::protocol::Wire>(prefix: i16, layout: i16, value: &T) -> Bytes {
     let mut buf = BytesMut::new();
     buf.extend_from_slice(&prefix.to_be_bytes());
-    buf.extend_from_slice(&encode_body(value, 0, false));
+    buf.extend_from_slice(&encode_body(value, layout, false));
     buf.freeze()
 }
 
+/// A group record's key (or the marker's), in layout 0 behind its kind.
 fn decode_as<T: crate::protocol::Wire>(expected: i16, bytes: &Bytes) -> Option<T> {
     (prefix(bytes)? == expected)
         .then(|| decode_body(&bytes.slice(2..), 0, false).ok())
+        .flatten()
+}
+
+/// A group record's value, in the layout it starts with.
+fn decode_group_value(bytes: &Bytes) -> Option<GroupValue> {
+    let layout = prefix(bytes)?;
+    (0..=GROUP_VALUE_VERSION)
+        .contains(&layout)
+        .then(|| decode_body(&bytes.slice(2..), layout, false).ok())
         .flatten()
 }
 
@@ -183,18 +239,36 @@ fn group_record(group: &str, kept: Option<&KeptGroup>) -> Record {
         group: group.to_string(),
     };
     let value = kept.map(|k| {
+        let members = k
+            .members
+            .iter()
+            .map(|m| GroupMemberValue {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                subscription: m.subscription.clone(),
+                assignment: m.assignment.clone(),
+            })
+            .collect();
         encode_as(
-            0,
+            GROUP_VALUE_VERSION,
+            GROUP_VALUE_VERSION,
             &GroupValue {
                 protocol_type: k.protocol_type.clone(),
                 generation: k.generation,
                 empty_since: k.empty_since_ms.unwrap_or(-1),
                 session_timeout_ms: k.session_timeout_ms,
+                protocol: k.protocol.clone(),
+                leader: k.leader.clone(),
+                members,
             },
         )
     });
     Record {
-        key: Some(encode_as(GROUP_KEY_KIND, &key)),
+        key: Some(encode_as(GROUP_KEY_KIND, 0, &key)),
         value,
         ..Record::default()
     }
@@ -338,6 +412,9 @@ impl OffsetStore {
             generation: 0,
             empty_since_ms: Some(now),
             session_timeout_ms: 0,
+            protocol: None,
+            leader: None,
+            members: Vec::new(),
         };
         let mut records: Vec<Record> = self
             .committed
@@ -381,7 +458,7 @@ impl OffsetStore {
             self.kept_groups.remove(&key.group);
             return;
         };
-        let Some(v) = decode_as::<GroupValue>(0, bytes) else {
+        let Some(v) = decode_group_value(bytes) else {
             tracing::warn!(offset = record.offset, "skipping an unreadable group value");
             self.skipped_records = true;
             return;
@@ -391,6 +468,22 @@ impl OffsetStore {
             generation: v.generation,
             empty_since_ms: (v.empty_since >= 0).then_some(v.empty_since),
             session_timeout_ms: v.session_timeout_ms,
+            protocol: v.protocol,
+            leader: v.leader,
+            members: v
+                .members
+                .into_iter()
+                .map(|m| KeptMember {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    subscription: m.subscription,
+                    assignment: m.assignment,
+                })
+                .collect(),
         };
         self.kept_groups.insert(key.group, kept);
     }
@@ -788,17 +881,65 @@ mod tests {
         assert!(!store.skipped_records);
     }
 
-    /// Group records survive a reopen and a rewrite; a deleted group's, and
-    /// its commits, do not.
+    /// A group record of layout 0, from before members were kept, reads
+    /// as the group it was, without members.
+    #[test]
+    fn a_group_record_of_layout_0_reads_without_members() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = OffsetStore::open(dir.path()).unwrap();
+        let value = GroupValue {
+            protocol_type: Some("consumer".into()),
+            generation: 3,
+            empty_since: -1,
+            session_timeout_ms: 10_000,
+            ..GroupValue::default()
+        };
+        let record = Record {
+            key: Some(encode_as(GROUP_KEY_KIND, 0, &GroupKey { group: "old".into() })),
+            value: Some(encode_as(0, 0, &value)),
+            ..Record::default()
+        };
+        append_records(&mut store.log, vec![record], 7).unwrap();
+        drop(store);
+        let store = OffsetStore::open(dir.path()).unwrap();
+        let groups: Vec<_> = store.kept_groups().map(|(g, k)| (g.clone(), k.clone())).collect();
+        let expected = KeptGroup {
+            protocol_type: Some("consumer".into()),
+            generation: 3,
+            empty_since_ms: None,
+            session_timeout_ms: 10_000,
+            protocol: None,
+            leader: None,
+            members: Vec::new(),
+        };
+        assert_eq!(groups, [("old".to_string(), expected)]);
+        assert!(!store.skipped_records);
+    }
+
+    /// Group records, members and all, survive a reopen and a rewrite; a
+    /// deleted group's, and its commits, do not.
     #[test]
     fn group_records_survive_reopening_and_rewrites() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = OffsetStore::open(dir.path()).unwrap();
+        let member = |id: &str, instance_id: Option<&str>| KeptMember {
+            id: id.into(),
+            instance_id: instance_id.map(Into::into),
+            client_id: "rdkafka".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 45_000,
+            rebalance_timeout_ms: 300_000,
+            subscription: Bytes::from_static(b"subscription"),
+            assignment: Bytes::from_static(b"assignment"),
+        };
         let kept = KeptGroup {
             protocol_type: Some("consumer".into()),
             generation: 4,
             empty_since_ms: None,
             session_timeout_ms: 45_000,
+            protocol: Some("range".into()),
+            leader: Some("b".into()),
+            members: vec![member("b", None), member("a", Some("static"))],
         };
         store.keep_group("g", Some(kept.clone())).unwrap();
         store.keep_group("gone", Some(kept.clone())).unwrap();
