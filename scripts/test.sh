@@ -27,7 +27,7 @@ if ! command -v kcat >/dev/null 2>&1; then
 fi
 kcat -V 2>&1 | head -n 1 || true
 
-echo "==> C compiler (librdkafka's build, tests/native/fail_fsync.c)"
+echo "==> C compiler (librdkafka's build, tests/native/failing_disk.c)"
 if ! command -v cc >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update

@@ -1,10 +1,17 @@
-//! A disk whose fsync fails. `tests/native/fail_fsync.c`, loaded into the
-//! broker binary with LD_PRELOAD, makes fsync and fdatasync of one
-//! partition's files fail with EIO while a switch file exists. Under
-//! `--fsync always`, librdkafka, kcat and kafka-python then get
-//! KAFKA_STORAGE_ERROR for that partition, from then on until a restart,
-//! while the other partitions go on; after the restart everything that was
-//! acknowledged is there, and the partition takes writes again.
+//! A disk that fails. `tests/native/failing_disk.c`, loaded into the broker
+//! binary with LD_PRELOAD, makes fsync and fdatasync of one directory's
+//! files fail with EIO while one switch file exists, and makes the disk
+//! full there (half of a write lands, then ENOSPC) while another does.
+//!
+//! - A failed fsync of a partition under `--fsync always`: librdkafka, kcat
+//!   and kafka-python get KAFKA_STORAGE_ERROR for that partition, from then
+//!   on until a restart, while the other partitions go on; after the restart
+//!   everything that was acknowledged is there.
+//! - A full partition: the same clients are refused while it is full, and
+//!   take writes again at the next offset once there is room; nothing torn
+//!   is left in the log.
+//! - A full offsets log: a rebalance that cannot be recorded answers
+//!   SyncGroup NOT_COORDINATOR, and the group forms once there is room.
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,22 +33,32 @@ use tokio::process::Command;
 
 const TOPIC: &str = "disk";
 
-/// A data directory whose partition 0 of [`TOPIC`] fails every fsync
-/// while [`FailingDisk::fail`] is in force.
+/// A data directory whose partition 0 of [`TOPIC`] (or another directory
+/// in it) fails every fsync while [`FailingDisk::fail`] is in force, and
+/// is full while [`FailingDisk::fill`] is.
 struct FailingDisk {
     /// Holds everything below, until the test ends.
     _dir: tempfile::TempDir,
     data: PathBuf,
     shim: PathBuf,
-    switch: PathBuf,
+    /// The part of a path that marks the failing directory.
+    under: String,
+    fsync_switch: PathBuf,
+    full_switch: PathBuf,
 }
 
 impl FailingDisk {
-    /// Builds the shim, with `$CC` or `cc`.
+    /// Partition 0 of [`TOPIC`] fails.
     fn new() -> FailingDisk {
+        FailingDisk::under(&format!("/{TOPIC}-0/"))
+    }
+
+    /// The directories whose paths contain `under` fail. Builds the shim,
+    /// with `$CC` or `cc`.
+    fn under(under: &str) -> FailingDisk {
         let dir = tempfile::tempdir().unwrap();
-        let shim = dir.path().join("libfail_fsync.so");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/native/fail_fsync.c");
+        let shim = dir.path().join("libfailing_disk.so");
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/native/failing_disk.c");
         let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
         let status = std::process::Command::new(&compiler)
             .args(["-shared", "-fPIC", "-O2", "-o"])
@@ -49,11 +66,13 @@ impl FailingDisk {
             .arg(&source)
             .arg("-ldl")
             .status()
-            .unwrap_or_else(|e| panic!("running {compiler} to build the fsync shim: {e}"));
-        assert!(status.success(), "building the fsync shim with {compiler}");
+            .unwrap_or_else(|e| panic!("running {compiler} to build the disk shim: {e}"));
+        assert!(status.success(), "building the disk shim with {compiler}");
         FailingDisk {
             data: dir.path().join("data"),
-            switch: dir.path().join("fail-fsync-now"),
+            fsync_switch: dir.path().join("fail-fsync-now"),
+            full_switch: dir.path().join("full-now"),
+            under: under.to_string(),
             shim,
             _dir: dir,
         }
@@ -61,21 +80,29 @@ impl FailingDisk {
 
     /// The broker binary on this disk, with the shim loaded.
     async fn broker(&self, extra: &[&str]) -> RunningBinary {
-        let partition_dir = format!("/{TOPIC}-0/");
         let env = [
             ("LD_PRELOAD", self.shim.to_str().unwrap()),
-            ("FAIL_FSYNC_WHILE", self.switch.to_str().unwrap()),
-            ("FAIL_FSYNC_UNDER", &partition_dir),
+            ("FAILING_DISK_FSYNC_WHILE", self.fsync_switch.to_str().unwrap()),
+            ("FAILING_DISK_FULL_WHILE", self.full_switch.to_str().unwrap()),
+            ("FAILING_DISK_UNDER", &self.under),
         ];
         spawn_broker_with_env(&self.data, extra, &env).await
     }
 
     fn fail(&self) {
-        std::fs::write(&self.switch, b"").unwrap();
+        std::fs::write(&self.fsync_switch, b"").unwrap();
     }
 
     fn recover(&self) {
-        std::fs::remove_file(&self.switch).unwrap();
+        std::fs::remove_file(&self.fsync_switch).unwrap();
+    }
+
+    fn fill(&self) {
+        std::fs::write(&self.full_switch, b"").unwrap();
+    }
+
+    fn make_room(&self) {
+        std::fs::remove_file(&self.full_switch).unwrap();
     }
 }
 
@@ -103,7 +130,15 @@ async fn send(producer: &FutureProducer, partition: i32, value: &str) -> Result<
 /// kafka-python sends one record to `partition`, without retries; its
 /// stderr when it fails.
 async fn kafka_python_error(bootstrap: &str, partition: i32) -> String {
-    let output = Command::new(python())
+    let output = kafka_python_send(bootstrap, partition).await;
+    assert!(!output.status.success(), "kafka-python's send is refused");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// kafka-python sends one record, "kafka-python-0", to `partition`, without
+/// retries.
+async fn kafka_python_send(bootstrap: &str, partition: i32) -> std::process::Output {
+    Command::new(python())
         .arg(python_script("kp_produce.py"))
         .args(["--bootstrap", bootstrap, "--topic", TOPIC, "--count", "1"])
         .args(["--partition", &partition.to_string(), "--retries", "0"])
@@ -111,9 +146,7 @@ async fn kafka_python_error(bootstrap: &str, partition: i32) -> String {
         .kill_on_drop(true)
         .output()
         .await
-        .unwrap();
-    assert!(!output.status.success(), "kafka-python's send is refused");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+        .unwrap()
 }
 
 /// kcat sends one line to `partition`, without retries; its exit status
@@ -139,6 +172,21 @@ async fn kcat_produce(bootstrap: &str, partition: i32) -> (bool, String) {
         output.status.success(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// kafka-python and kcat, one record each, are refused with
+/// KAFKA_STORAGE_ERROR for `partition`.
+async fn kafka_python_and_kcat_are_refused(bootstrap: &str, partition: i32) {
+    let kafka_python = kafka_python_error(bootstrap, partition).await;
+    assert!(
+        kafka_python.contains("KafkaStorageError"),
+        "kafka-python: {kafka_python}"
+    );
+    let (kcat_succeeded, kcat_stderr) = kcat_produce(bootstrap, partition).await;
+    assert!(
+        !kcat_succeeded && kcat_stderr.contains("Disk error"),
+        "kcat is refused: {kcat_stderr}"
+    );
 }
 
 /// Every value in `partition`, from its start to its end.
@@ -203,16 +251,7 @@ async fn a_failed_fsync_answers_kafka_storage_error_until_a_restart() {
         send(&producer, 0, "refused-1").await,
         Err(RDKafkaErrorCode::KafkaStorageError)
     );
-    let kafka_python = kafka_python_error(&bootstrap, 0).await;
-    assert!(
-        kafka_python.contains("KafkaStorageError"),
-        "kafka-python: {kafka_python}"
-    );
-    let (kcat_succeeded, kcat_stderr) = kcat_produce(&bootstrap, 0).await;
-    assert!(
-        !kcat_succeeded && kcat_stderr.contains("Disk error"),
-        "kcat is refused: {kcat_stderr}"
-    );
+    kafka_python_and_kcat_are_refused(&bootstrap, 0).await;
     assert_eq!(send(&producer, 1, "other-2").await, Ok(2));
     // Only the one fsync failed: the refusals after it did not try again.
     let logged = eventually("the failure is logged", || {
@@ -292,4 +331,154 @@ async fn a_failed_fsync_after_a_segment_roll_refuses_later_appends() {
         stored, acknowledged,
         "what was acknowledged survives, and nothing refused"
     );
+}
+
+/// A full disk: half of an append's write lands, then the write fails. The
+/// append is refused with KAFKA_STORAGE_ERROR and the torn half is cut off,
+/// so once there is room the partition takes writes at the next offset, and
+/// after a crash exactly what was acknowledged is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_appends_until_there_is_room() {
+    let disk = FailingDisk::new();
+    let broker = disk.broker(&[]).await;
+    let bootstrap = broker.addr.to_string();
+    let producer = producer(&bootstrap);
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        let value = format!("before-{i}");
+        assert_eq!(send(&producer, 0, &value).await, Ok(i));
+        expected.push((i, value));
+    }
+    assert_eq!(send(&producer, 1, "other-0").await, Ok(0));
+
+    disk.fill();
+    assert_eq!(
+        send(&producer, 0, "refused-0").await,
+        Err(RDKafkaErrorCode::KafkaStorageError)
+    );
+    kafka_python_and_kcat_are_refused(&bootstrap, 0).await;
+    assert_eq!(send(&producer, 1, "other-1").await, Ok(1), "other partitions go on");
+
+    disk.make_room();
+    assert_eq!(
+        send(&producer, 0, "after-0").await,
+        Ok(3),
+        "the next offset: nothing of the refused appends stayed"
+    );
+    let sent = kafka_python_send(&bootstrap, 0).await;
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let (kcat_succeeded, kcat_stderr) = kcat_produce(&bootstrap, 0).await;
+    assert!(kcat_succeeded, "{kcat_stderr}");
+    for (offset, value) in [(3, "after-0"), (4, "kafka-python-0"), (5, "kcat-line")] {
+        expected.push((offset, value.to_string()));
+    }
+    assert_eq!(values_in(&bootstrap, 0).await, expected);
+    drop(producer);
+    let mut broker = broker;
+    broker.child.kill().await.unwrap();
+
+    let broker = spawn_broker(&disk.data).await;
+    assert_eq!(values_in(&broker.addr.to_string(), 0).await, expected);
+}
+
+/// A full disk under the committed-offsets log: a rebalance whose group
+/// record cannot be written is answered NOT_COORDINATOR in SyncGroup, as
+/// Kafka answers when it cannot store the group, and the group rebalances.
+/// Once there is room, a member's rejoin forms the group, and an rdkafka
+/// consumer that met the same refusals is assigned and reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_that_cannot_be_recorded_is_answered_not_coordinator() {
+    use minikafka::protocol::ErrorCode;
+    use minikafka::protocol::messages::groups::*;
+    use minikafka::protocol::messages::{Request, Response};
+    let disk = FailingDisk::under("/group-offsets/");
+    let broker = disk.broker(&[]).await;
+    let bootstrap = broker.addr.to_string();
+    assert_eq!(send(&producer(&bootstrap), 0, "to-read").await, Ok(0));
+    disk.fill();
+
+    let mut client = RawClient::connect(broker.addr).await;
+    let join = |member: &str| {
+        Request::JoinGroup(JoinGroupRequest {
+            group_id: "g".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            member_id: member.into(),
+            protocol_type: "consumer".into(),
+            protocols: vec![JoinGroupRequestProtocol {
+                name: "range".into(),
+                metadata: bytes::Bytes::from_static(b"\0\0\0\0\0\0\xff\xff\xff\xff"),
+            }],
+            ..Default::default()
+        })
+    };
+    let sync = |generation: i32, member: &str| {
+        Request::SyncGroup(SyncGroupRequest {
+            group_id: "g".into(),
+            generation_id: generation,
+            member_id: member.into(),
+            assignments: vec![SyncGroupRequestAssignment {
+                member_id: member.into(),
+                assignment: bytes::Bytes::from_static(b"\0\0\0\0\0\0\xff\xff\xff\xff"),
+            }],
+            ..Default::default()
+        })
+    };
+    // v3: no MEMBER_ID_REQUIRED round trip.
+    let Response::JoinGroup(joined) = client.call(join(""), 3).await else {
+        panic!()
+    };
+    assert_eq!(joined.error_code, 0);
+    let Response::SyncGroup(synced) = client.call(sync(joined.generation_id, &joined.member_id), 3).await else {
+        panic!()
+    };
+    assert_eq!(synced.error_code, ErrorCode::NotCoordinator.code());
+    assert!(synced.assignment.is_empty());
+
+    disk.make_room();
+    let Response::JoinGroup(again) = client.call(join(&joined.member_id), 3).await else {
+        panic!()
+    };
+    assert_eq!((again.error_code, again.generation_id), (0, joined.generation_id + 1));
+    let Response::SyncGroup(synced) = client.call(sync(again.generation_id, &again.member_id), 3).await else {
+        panic!()
+    };
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(&synced.assignment[..], b"\0\0\0\0\0\0\xff\xff\xff\xff");
+
+    // librdkafka meets the same refusal, and joins once there is room.
+    disk.fill();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "rd")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let consumer = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while broker.logged("recording the group failed").len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "rdkafka's rebalances are refused");
+            assert!(consumer.poll(Duration::from_millis(50)).is_none_or(|m| m.is_err()));
+        }
+        assert_eq!(consumer.assignment().unwrap().count(), 0);
+        (consumer, broker)
+    })
+    .await
+    .unwrap();
+    disk.make_room();
+    let value = tokio::task::spawn_blocking(move || {
+        let (consumer, _broker) = consumer;
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            assert!(std::time::Instant::now() < deadline, "rdkafka joins and reads");
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                return String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(value, "to-read");
 }

@@ -551,9 +551,16 @@ impl PartitionLog {
         match &mut segment.backing {
             Backing::File { file, .. } => {
                 if let Err(e) = write_all_vectored(file, &prefix, &batch[16..]) {
-                    // Drop whatever part of the batch reached the file, so the
-                    // next append starts where the log really ends.
-                    let _ = file.set_len(segment.size);
+                    // Drop whatever part of the batch reached the file (a
+                    // full disk takes part of a write), so the next append
+                    // starts where the log really ends. If that fails too,
+                    // the file ends in a torn batch the log cannot account
+                    // for: it refuses appends until a restart, whose
+                    // recovery cuts the tear off.
+                    if let Err(cut) = file.set_len(segment.size) {
+                        tracing::error!(error = %cut, "could not cut a failed append off the segment; refusing appends until a restart");
+                        self.failed_sync = true;
+                    }
                     return Err(e);
                 }
             }
