@@ -99,7 +99,9 @@ pub struct PartitionLog {
     /// Set once an fsync has failed. After a failed fsync the kernel may
     /// have dropped the dirty pages and a later fsync can succeed without
     /// them, so, as Kafka takes such a log directory offline, the log
-    /// refuses appends and syncs from then on.
+    /// refuses appends and syncs from then on. Also set when a failed
+    /// append could not be cut off the file: the file then ends in a tear
+    /// that only the recovery of a restart removes.
     failed_sync: bool,
     /// Where a [`SyncHandle`] records its failure (the `end` it was for;
     /// `i64::MAX`: none), so that it reaches the log even when nobody waits
@@ -852,7 +854,9 @@ impl PartitionLog {
         }
         self.take_in_flushes();
         if self.failed_sync {
-            return Err(io::Error::other("an earlier fsync of this log failed"));
+            return Err(io::Error::other(
+                "an earlier fsync of this log failed, or a failed write could not be undone",
+            ));
         }
         Ok(())
     }

@@ -7,9 +7,10 @@
  *   disk's write-back error reaches the one fsync that covers it. The data
  *   itself still reaches the page cache: only the answer is a failure,
  *   which is the case a broker must not believe.
- * - FAILING_DISK_FULL_WHILE: the disk is full. Of each write, half reaches
- *   the file and the call after it fails with ENOSPC, as a write that runs
- *   out of room part way does, so the broker must cut the torn part off.
+ * - FAILING_DISK_FULL_WHILE: the disk is full. Of each write, about half
+ *   reaches the file and the next call on that thread fails with ENOSPC,
+ *   as a write that runs out of room part way does, so the broker must cut
+ *   the torn part off.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -69,8 +70,12 @@ int fdatasync(int fd) {
  * then this one fails. A writer loops on a short write, on its thread. */
 static __thread int wrote_part;
 
-/* How many of `len` bytes a full disk takes now; -1 (ENOSPC) for none. */
+/* How many of `len` bytes a full disk takes now; -1 (ENOSPC) for none.
+ * A write of nothing takes nothing, as the kernel's does. */
 static ssize_t room_for(size_t len) {
+    if (len == 0) {
+        return 0;
+    }
     if (!wrote_part && len > 1) {
         wrote_part = 1;
         return (ssize_t)(len / 2);
@@ -125,6 +130,11 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t offset) {
     return pwrite_fn(fd, buf, len, offset);
 }
 
-ssize_t pwrite64(int fd, const void *buf, size_t len, off_t offset) {
-    return pwrite(fd, buf, len, offset);
+ssize_t pwrite64(int fd, const void *buf, size_t len, off64_t offset) {
+    ssize_t (*pwrite64_fn)(int, const void *, size_t, off64_t) = real("pwrite64");
+    if (should_fail(fd, "FAILING_DISK_FULL_WHILE")) {
+        ssize_t room = room_for(len);
+        return room < 0 ? -1 : pwrite64_fn(fd, buf, (size_t)room, offset);
+    }
+    return pwrite64_fn(fd, buf, len, offset);
 }
