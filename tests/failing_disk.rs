@@ -494,3 +494,126 @@ async fn a_rebalance_that_cannot_be_recorded_is_answered_not_coordinator() {
     .unwrap();
     assert_eq!(value, "to-read");
 }
+
+/// A full disk under the committed-offsets log: a commit is answered
+/// NOT_COORDINATOR, as Kafka's group coordinator answers a storage error,
+/// which clients retry: librdkafka a few times before it reports the code,
+/// kafka-python until the commit lands, once there is room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_while_the_offsets_log_is_full_lands_once_there_is_room() {
+    use minikafka::protocol::ErrorCode;
+    use minikafka::protocol::messages::offsets::*;
+    use minikafka::protocol::messages::{Request, Response};
+    let disk = FailingDisk::under("/group-offsets/");
+    let broker = disk.broker(&[]).await;
+    let bootstrap = broker.addr.to_string();
+    assert_eq!(send(&producer(&bootstrap), 0, "to-commit").await, Ok(0));
+    disk.fill();
+
+    let mut client = RawClient::connect(broker.addr).await;
+    let commit = Request::OffsetCommit(OffsetCommitRequest {
+        group_id: "by-hand".into(),
+        generation_id_or_member_epoch: -1,
+        topics: vec![OffsetCommitRequestTopic {
+            name: TOPIC.into(),
+            partitions: vec![OffsetCommitRequestPartition {
+                partition_index: 0,
+                committed_offset: 1,
+                ..Default::default()
+            }],
+        }],
+        ..Default::default()
+    });
+    let Response::OffsetCommit(answer) = client.call(commit, 8).await else {
+        panic!()
+    };
+    assert_eq!(
+        answer.topics[0].partitions[0].error_code,
+        ErrorCode::NotCoordinator.code()
+    );
+
+    // librdkafka retries the commit a few times, then reports the code.
+    let rdkafka = {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("group.id", "rd")
+                .create()
+                .unwrap();
+            let mut positions = rdkafka::TopicPartitionList::new();
+            positions
+                .add_partition_offset(TOPIC, 0, rdkafka::Offset::Offset(2))
+                .unwrap();
+            let refused = consumer.commit(&positions, rdkafka::consumer::CommitMode::Sync);
+            assert!(
+                matches!(
+                    refused,
+                    Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NotCoordinator))
+                ),
+                "{refused:?}"
+            );
+            (consumer, positions)
+        })
+        .await
+        .unwrap()
+    };
+    let refusals = |broker: &RunningBinary, group: &str| {
+        let failed = broker.logged("writing committed offsets failed");
+        failed
+            .iter()
+            .filter(|line| line.contains(&format!("group={group}")))
+            .count()
+    };
+    assert!(refusals(&broker, "rd") >= 2, "librdkafka tried again");
+
+    let kafka_python = Command::new(python())
+        .arg(python_script("kp_commit.py"))
+        .args([
+            "--bootstrap",
+            &bootstrap,
+            "--group",
+            "py",
+            "--commit",
+            &format!("{TOPIC}:0:1"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while refusals(&broker, "py") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kafka-python's commit is refused, and retried"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    disk.make_room();
+    let output = tokio::time::timeout(DEADLINE, kafka_python.wait_with_output())
+        .await
+        .expect("kafka-python's commit lands")
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let (consumer, positions) = rdkafka;
+    tokio::task::spawn_blocking(move || consumer.commit(&positions, rdkafka::consumer::CommitMode::Sync))
+        .await
+        .unwrap()
+        .unwrap();
+
+    for (group, offset) in [("py", 1), ("rd", 2), ("by-hand", -1)] {
+        let fetch = Request::OffsetFetch(OffsetFetchRequest {
+            group_id: group.into(),
+            topics: Some(vec![OffsetFetchRequestTopic {
+                name: TOPIC.into(),
+                partition_indexes: vec![0],
+            }]),
+            ..Default::default()
+        });
+        let Response::OffsetFetch(fetched) = client.call(fetch, 7).await else {
+            panic!()
+        };
+        assert_eq!(fetched.topics[0].partitions[0].committed_offset, offset, "{group}");
+    }
+}

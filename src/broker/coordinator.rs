@@ -1010,7 +1010,7 @@ impl Coordinator {
         }
         store.delete_group(group_id).map_err(|e| {
             tracing::error!(group = %group_id, error = %e, "deleting the group's commits failed");
-            ErrorCode::KafkaStorageError
+            ErrorCode::NotCoordinator
         })?;
         groups.remove(group_id);
         Ok(())

@@ -224,9 +224,13 @@ pub fn offset_commit(broker: &Broker, request: &OffsetCommitRequest) -> OffsetCo
         let written = broker.offsets().write(&request.group_id, accepted);
         if let Err(e) = written {
             tracing::error!(group = %request.group_id, error = %e, "writing committed offsets failed");
+            // As Kafka's group coordinator answers a storage error: a
+            // retriable code that sends the client to find the coordinator
+            // again, where KAFKA_STORAGE_ERROR would end a Java client's
+            // commitSync.
             for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
                 if p.error_code == 0 {
-                    p.error_code = ErrorCode::KafkaStorageError.code();
+                    p.error_code = ErrorCode::NotCoordinator.code();
                 }
             }
         }
@@ -490,7 +494,7 @@ pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDe
         if let Err(e) = offsets.write(&request.group_id, deleted) {
             tracing::error!(group = %request.group_id, error = %e, "deleting committed offsets failed");
             return OffsetDeleteResponse {
-                error_code: ErrorCode::KafkaStorageError.code(),
+                error_code: ErrorCode::NotCoordinator.code(),
                 ..Default::default()
             };
         }
