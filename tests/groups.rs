@@ -1081,6 +1081,113 @@ mod by_hand {
         broker.shutdown().await;
     }
 
+    /// A restored group of two members, one of which never comes back:
+    /// once its session runs out, the other is told to rejoin, and the
+    /// group goes on with it alone under the next generation.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restored_member_that_does_not_come_back_leaves_the_rest_to_rebalance() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        let (mut a, mut b) = (
+            RawClient::connect(broker.local_addr()).await,
+            RawClient::connect(broker.local_addr()).await,
+        );
+        // v3 joins need no MEMBER_ID_REQUIRED round trip; the initial
+        // rebalance delay gathers both.
+        let (joined_a, joined_b) = tokio::join!(
+            joined(&mut a, join("pair", "", None), 3),
+            joined(&mut b, join("pair", "", None), 3)
+        );
+        let generation = joined_a.generation_id;
+        assert_eq!((generation, joined_b.generation_id), (1, 1));
+        let (leader, follower) = if joined_a.leader == joined_a.member_id {
+            ((&mut a, &joined_a), (&mut b, &joined_b))
+        } else {
+            ((&mut b, &joined_b), (&mut a, &joined_a))
+        };
+        let (leader_client, leader_joined) = leader;
+        let (follower_client, follower_joined) = follower;
+        let everyone = vec![
+            (leader_joined.member_id.as_str(), &b"leader's"[..]),
+            (follower_joined.member_id.as_str(), &b"follower's"[..]),
+        ];
+        let sync_leader = leader_client.call(sync("pair", generation, &leader_joined.member_id, everyone), 3);
+        let sync_follower = follower_client.call(sync("pair", generation, &follower_joined.member_id, vec![]), 3);
+        let (Response::SyncGroup(l), Response::SyncGroup(f)) = tokio::join!(sync_leader, sync_follower) else {
+            panic!()
+        };
+        assert_eq!(
+            (&l.assignment[..], &f.assignment[..]),
+            (&b"leader's"[..], &b"follower's"[..])
+        );
+        let survivor = follower_joined.member_id.clone();
+        broker.shutdown().await;
+
+        let broker = start(config(dir.path(), 1)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        // The state and the members' ids, as DescribeGroups says.
+        let members_of_pair = async |client: &mut RawClient| {
+            let describe = DescribeGroupsRequest {
+                groups: vec!["pair".into()],
+                ..Default::default()
+            };
+            let Response::DescribeGroups(mut d) = client.call(Request::DescribeGroups(describe), 5).await else {
+                panic!()
+            };
+            let g = d.groups.remove(0);
+            let mut ids: Vec<String> = g.members.into_iter().map(|m| m.member_id).collect();
+            ids.sort();
+            (g.group_state, ids)
+        };
+        let mut both = vec![leader_joined.member_id.clone(), survivor.clone()];
+        both.sort();
+        assert_eq!(members_of_pair(&mut client).await, ("Stable".to_string(), both));
+        // Only the follower heartbeats; the leader's 10 s session runs out.
+        let heartbeat = Request::Heartbeat(HeartbeatRequest {
+            group_id: "pair".into(),
+            generation_id: generation,
+            member_id: survivor.clone(),
+            group_instance_id: None,
+        });
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let Response::Heartbeat(h) = client.call(heartbeat.clone(), 3).await else {
+                panic!()
+            };
+            if h.error_code == ErrorCode::RebalanceInProgress.code() {
+                break;
+            }
+            assert_eq!(h.error_code, 0);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the silent member's session runs out"
+            );
+            // A heartbeat interval, not a synchronisation.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let again = joined(&mut client, join("pair", &survivor, None), 3).await;
+        assert_eq!(
+            (again.error_code, again.generation_id, again.leader.as_str()),
+            (0, generation + 1, survivor.as_str())
+        );
+        assert_eq!(again.members.len(), 1, "the silent member is gone");
+        let Response::SyncGroup(s) = client
+            .call(
+                sync("pair", again.generation_id, &survivor, vec![(&survivor, b"all")]),
+                3,
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(&s.assignment[..], b"all");
+        assert_eq!(
+            members_of_pair(&mut client).await,
+            ("Stable".to_string(), vec![survivor])
+        );
+        broker.shutdown().await;
+    }
+
     /// OffsetDelete of partition 0 of each of `topics`: each topic's error.
     async fn offset_delete_codes(client: &mut RawClient, group: &str, topics: &[&str]) -> Vec<(String, i16)> {
         let Response::OffsetDelete(deleted) = client.call(offset_delete(group, topics), 0).await else {
