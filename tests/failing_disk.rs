@@ -497,8 +497,9 @@ async fn a_rebalance_that_cannot_be_recorded_is_answered_not_coordinator() {
 
 /// A full disk under the committed-offsets log: a commit is answered
 /// NOT_COORDINATOR, as Kafka's group coordinator answers a storage error,
-/// which clients retry: librdkafka a few times before it reports the code,
-/// kafka-python until the commit lands, once there is room.
+/// which clients retry: librdkafka a few times before it reports the code
+/// (it would not retry KAFKA_STORAGE_ERROR). kafka-python keeps trying (it
+/// would with either code), and its commit lands once there is room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_while_the_offsets_log_is_full_lands_once_there_is_room() {
     use minikafka::protocol::ErrorCode;
@@ -567,7 +568,7 @@ async fn a_commit_while_the_offsets_log_is_full_lands_once_there_is_room() {
     };
     assert!(refusals(&broker, "rd") >= 2, "librdkafka tried again");
 
-    let kafka_python = Command::new(python())
+    let mut kafka_python = Command::new(python())
         .arg(python_script("kp_commit.py"))
         .args([
             "--bootstrap",
@@ -588,7 +589,25 @@ async fn a_commit_while_the_offsets_log_is_full_lands_once_there_is_room() {
             std::time::Instant::now() < deadline,
             "kafka-python's commit is refused, and retried"
         );
+        assert!(kafka_python.try_wait().unwrap().is_none(), "kafka-python gave up early");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let committed = async |client: &mut RawClient, group: &str| -> i64 {
+        let fetch = Request::OffsetFetch(OffsetFetchRequest {
+            group_id: group.into(),
+            topics: Some(vec![OffsetFetchRequestTopic {
+                name: TOPIC.into(),
+                partition_indexes: vec![0],
+            }]),
+            ..Default::default()
+        });
+        let Response::OffsetFetch(fetched) = client.call(fetch, 7).await else {
+            panic!()
+        };
+        fetched.topics[0].partitions[0].committed_offset
+    };
+    for group in ["by-hand", "rd", "py"] {
+        assert_eq!(committed(&mut client, group).await, -1, "{group}: nothing landed");
     }
     disk.make_room();
     let output = tokio::time::timeout(DEADLINE, kafka_python.wait_with_output())
@@ -603,17 +622,15 @@ async fn a_commit_while_the_offsets_log_is_full_lands_once_there_is_room() {
         .unwrap();
 
     for (group, offset) in [("py", 1), ("rd", 2), ("by-hand", -1)] {
-        let fetch = Request::OffsetFetch(OffsetFetchRequest {
-            group_id: group.into(),
-            topics: Some(vec![OffsetFetchRequestTopic {
-                name: TOPIC.into(),
-                partition_indexes: vec![0],
-            }]),
-            ..Default::default()
-        });
-        let Response::OffsetFetch(fetched) = client.call(fetch, 7).await else {
-            panic!()
-        };
-        assert_eq!(fetched.topics[0].partitions[0].committed_offset, offset, "{group}");
+        assert_eq!(committed(&mut client, group).await, offset, "{group}");
+    }
+    // The torn halves of the refused writes are not in the log either.
+    drop(client);
+    let mut broker = broker;
+    broker.child.kill().await.unwrap();
+    let broker = spawn_broker(&disk.data).await;
+    let mut client = RawClient::connect(broker.addr).await;
+    for (group, offset) in [("py", 1), ("rd", 2), ("by-hand", -1)] {
+        assert_eq!(committed(&mut client, group).await, offset, "{group} after a restart");
     }
 }

@@ -1087,7 +1087,15 @@ mod by_hand {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restored_member_that_does_not_come_back_leaves_the_rest_to_rebalance() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = start(config(dir.path(), 1)).await;
+        // Long enough to gather both joins on a loaded machine.
+        let gathering = minikafka::BrokerConfig {
+            groups: minikafka::broker::coordinator::GroupConfig {
+                initial_rebalance_delay: Duration::from_secs(2),
+                ..Default::default()
+            },
+            ..config(dir.path(), 1)
+        };
+        let broker = start(gathering).await;
         let (mut a, mut b) = (
             RawClient::connect(broker.local_addr()).await,
             RawClient::connect(broker.local_addr()).await,
@@ -1120,9 +1128,10 @@ mod by_hand {
             (&l.assignment[..], &f.assignment[..]),
             (&b"leader's"[..], &b"follower's"[..])
         );
-        let survivor = follower_joined.member_id.clone();
+        let (survivor, silent) = (follower_joined.member_id.clone(), leader_joined.member_id.clone());
         broker.shutdown().await;
 
+        let restarted = std::time::Instant::now();
         let broker = start(config(dir.path(), 1)).await;
         let mut client = RawClient::connect(broker.local_addr()).await;
         // The state and the members' ids, as DescribeGroups says.
@@ -1139,7 +1148,7 @@ mod by_hand {
             ids.sort();
             (g.group_state, ids)
         };
-        let mut both = vec![leader_joined.member_id.clone(), survivor.clone()];
+        let mut both = vec![silent.clone(), survivor.clone()];
         both.sort();
         assert_eq!(members_of_pair(&mut client).await, ("Stable".to_string(), both));
         // Only the follower heartbeats; the leader's 10 s session runs out.
@@ -1165,6 +1174,12 @@ mod by_hand {
             // A heartbeat interval, not a synchronisation.
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // Sessions count from the start: not a rebalance for another cause.
+        assert!(
+            restarted.elapsed() >= Duration::from_secs(9),
+            "{:?}",
+            restarted.elapsed()
+        );
         let again = joined(&mut client, join("pair", &survivor, None), 3).await;
         assert_eq!(
             (again.error_code, again.generation_id, again.leader.as_str()),
@@ -1185,6 +1200,21 @@ mod by_hand {
             members_of_pair(&mut client).await,
             ("Stable".to_string(), vec![survivor])
         );
+        let Response::Heartbeat(h) = client
+            .call(
+                Request::Heartbeat(HeartbeatRequest {
+                    group_id: "pair".into(),
+                    generation_id: generation,
+                    member_id: silent,
+                    group_instance_id: None,
+                }),
+                3,
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(h.error_code, ErrorCode::UnknownMemberId.code());
         broker.shutdown().await;
     }
 
