@@ -189,6 +189,25 @@ async fn kafka_python_and_kcat_are_refused(bootstrap: &str, partition: i32) {
     );
 }
 
+/// An OffsetCommit of offset 1 of partition 0 of [`TOPIC`] for `group`,
+/// from outside any generation.
+fn commit_from_outside(group: &str) -> minikafka::protocol::messages::Request {
+    use minikafka::protocol::messages::offsets::*;
+    minikafka::protocol::messages::Request::OffsetCommit(OffsetCommitRequest {
+        group_id: group.into(),
+        generation_id_or_member_epoch: -1,
+        topics: vec![OffsetCommitRequestTopic {
+            name: TOPIC.into(),
+            partitions: vec![OffsetCommitRequestPartition {
+                partition_index: 0,
+                committed_offset: 1,
+                ..Default::default()
+            }],
+        }],
+        ..Default::default()
+    })
+}
+
 /// Every value in `partition`, from its start to its end.
 async fn values_in(bootstrap: &str, partition: i32) -> Vec<(i64, String)> {
     let bootstrap = bootstrap.to_string();
@@ -512,20 +531,7 @@ async fn a_commit_while_the_offsets_log_is_full_lands_once_there_is_room() {
     disk.fill();
 
     let mut client = RawClient::connect(broker.addr).await;
-    let commit = Request::OffsetCommit(OffsetCommitRequest {
-        group_id: "by-hand".into(),
-        generation_id_or_member_epoch: -1,
-        topics: vec![OffsetCommitRequestTopic {
-            name: TOPIC.into(),
-            partitions: vec![OffsetCommitRequestPartition {
-                partition_index: 0,
-                committed_offset: 1,
-                ..Default::default()
-            }],
-        }],
-        ..Default::default()
-    });
-    let Response::OffsetCommit(answer) = client.call(commit, 8).await else {
+    let Response::OffsetCommit(answer) = client.call(commit_from_outside("by-hand"), 8).await else {
         panic!()
     };
     assert_eq!(
@@ -633,4 +639,52 @@ async fn a_commit_while_the_offsets_log_is_full_lands_once_there_is_room() {
     for (group, offset) in [("py", 1), ("rd", 2), ("by-hand", -1)] {
         assert_eq!(committed(&mut client, group).await, offset, "{group} after a restart");
     }
+}
+
+/// A full disk under the committed-offsets log: DeleteGroups and
+/// OffsetDelete cannot write their tombstones, answer NOT_COORDINATOR as
+/// Kafka's coordinator answers a storage error, and leave the group and
+/// its commits as they were; once there is room they go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_deletions_that_cannot_be_written_leave_the_group_as_it_was() {
+    use minikafka::protocol::messages::Response;
+    let disk = FailingDisk::under("/group-offsets/");
+    let broker = disk.broker(&[]).await;
+    let bootstrap = broker.addr.to_string();
+    assert_eq!(send(&producer(&bootstrap), 0, "to-commit").await, Ok(0));
+    let mut client = RawClient::connect(broker.addr).await;
+    for group in ["whole", "partly"] {
+        let Response::OffsetCommit(answer) = client.call(commit_from_outside(group), 8).await else {
+            panic!()
+        };
+        assert_eq!(answer.topics[0].partitions[0].error_code, 0);
+    }
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let partition = format!("{TOPIC}:0");
+
+    disk.fill();
+    assert_eq!(
+        kp_admin(&bootstrap, &["delete-groups", "whole"]).await,
+        json(r#"{"results": {"whole": "NotCoordinatorError"}}"#)
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["delete-group-offsets", "partly", &partition]).await,
+        json(r#"{"error": "NotCoordinatorError", "partitions": {}}"#)
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["list-groups"]).await,
+        json(r#"{"groups": {"partly": "Empty", "whole": "Empty"}}"#),
+        "both groups are as they were"
+    );
+
+    disk.make_room();
+    assert_eq!(
+        kp_admin(&bootstrap, &["delete-groups", "whole"]).await,
+        json(r#"{"results": {"whole": "OK"}}"#)
+    );
+    assert_eq!(
+        kp_admin(&bootstrap, &["delete-group-offsets", "partly", &partition]).await,
+        json(&format!(r#"{{"error": null, "partitions": {{"{partition}": null}}}}"#))
+    );
+    assert_eq!(kp_admin(&bootstrap, &["list-groups"]).await, json(r#"{"groups": {}}"#));
 }
