@@ -688,3 +688,53 @@ async fn group_deletions_that_cannot_be_written_leave_the_group_as_it_was() {
     );
     assert_eq!(kp_admin(&bootstrap, &["list-groups"]).await, json(r#"{"groups": {}}"#));
 }
+
+/// A topic auto-created while its partition's fsync fails: Metadata
+/// answers KAFKA_STORAGE_ERROR for it (the creation fsyncs the partition's
+/// files), and nothing is left half made. Once the disk answers again the
+/// next Metadata creates it, and it takes and keeps writes, also across a
+/// crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_auto_created_while_fsync_fails_is_created_once_the_disk_answers() {
+    use minikafka::protocol::ErrorCode;
+    use minikafka::protocol::messages::metadata::*;
+    use minikafka::protocol::messages::{Request, Response};
+    let disk = FailingDisk::new();
+    // The harness auto-creates topics with 3 partitions.
+    let broker = disk.broker(&[]).await;
+    let mut client = RawClient::connect(broker.addr).await;
+    let metadata = || {
+        Request::Metadata(MetadataRequest {
+            topics: Some(vec![MetadataRequestTopic {
+                name: Some(TOPIC.into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        })
+    };
+    disk.fail();
+    let Response::Metadata(refused) = client.call(metadata(), 12).await else {
+        panic!()
+    };
+    assert_eq!(refused.topics[0].error_code, ErrorCode::KafkaStorageError.code());
+    assert!(refused.topics[0].partitions.is_empty());
+
+    disk.recover();
+    let Response::Metadata(created) = client.call(metadata(), 12).await else {
+        panic!()
+    };
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(created.topics[0].partitions.len(), 3);
+    let bootstrap = broker.addr.to_string();
+    let producer = producer(&bootstrap);
+    assert_eq!(send(&producer, 0, "first").await, Ok(0));
+    assert_eq!(send(&producer, 1, "other").await, Ok(0));
+    drop(producer);
+    let mut broker = broker;
+    broker.child.kill().await.unwrap();
+
+    let broker = spawn_broker(&disk.data).await;
+    let bootstrap = broker.addr.to_string();
+    assert_eq!(values_in(&bootstrap, 0).await, [(0, "first".to_string())]);
+    assert_eq!(values_in(&bootstrap, 1).await, [(0, "other".to_string())]);
+}

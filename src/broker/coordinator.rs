@@ -415,14 +415,22 @@ impl Coordinator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .keep_group(&group.id, kept.clone());
-        group.keep_failed = written.is_err();
+        let failed_before = std::mem::replace(&mut group.keep_failed, written.is_err());
         match written {
             Ok(()) => {
+                if failed_before {
+                    tracing::info!(group = %group.id, "recording the group worked again");
+                }
                 group.kept = kept;
                 true
             }
             Err(e) => {
-                tracing::error!(group = %group.id, error = %e, "recording the group failed");
+                // Logged once, not at each retry of the timer's.
+                if failed_before {
+                    tracing::debug!(group = %group.id, error = %e, "recording the group failed again");
+                } else {
+                    tracing::error!(group = %group.id, error = %e, "recording the group failed");
+                }
                 self.timers.notify_one();
                 false
             }
