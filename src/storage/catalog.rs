@@ -10,7 +10,7 @@ use base64::Engine;
 use uuid::Uuid;
 
 use super::log::PartitionLog;
-use super::{StorageError, in_parallel, write_atomically};
+use super::{StorageError, create_dir_durably, in_parallel, sync_dir, write_atomically};
 
 const META_PROPERTIES: &str = "meta.properties";
 const PARTITION_METADATA: &str = "partition.metadata";
@@ -67,7 +67,7 @@ impl Catalog {
         node_id: i32,
         recovery_threads: usize,
     ) -> Result<(Catalog, Vec<StoredTopic>), StorageError> {
-        std::fs::create_dir_all(root).map_err(|e| StorageError::io(root, e))?;
+        create_dir_durably(root).map_err(|e| StorageError::io(root, e))?;
         let meta_path = root.join(META_PROPERTIES);
         let cluster_id = match std::fs::read_to_string(&meta_path) {
             Ok(text) => {
@@ -133,10 +133,13 @@ impl Catalog {
         write_properties(&root.join(scope.file_name()), configs)
     }
 
-    /// Removes a topic's files (partition directories and everything in them).
+    /// Removes a topic's files (partition directories and everything in
+    /// them), durably once it returns. The last partition goes first: a
+    /// crash part way leaves partitions 0 to n, a topic the next start can
+    /// open, where a gap in the numbers would stop it.
     pub fn delete_topic(&self, name: &str, partition_count: i32) -> Result<(), StorageError> {
         let Some(root) = &self.root else { return Ok(()) };
-        for index in 0..partition_count {
+        for index in (0..partition_count).rev() {
             let dir = root.join(format!("{name}-{index}"));
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => {}
@@ -144,7 +147,7 @@ impl Catalog {
                 Err(e) => return Err(StorageError::io(&dir, e)),
             }
         }
-        Ok(())
+        sync_dir(root).map_err(|e| StorageError::io(root, e))
     }
 
     /// Creates the partitions of a new topic.
@@ -166,7 +169,7 @@ impl Catalog {
         indexes
             .map(|index| {
                 let dir = root.join(format!("{name}-{index}"));
-                std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+                create_dir_durably(&dir).map_err(|e| StorageError::io(&dir, e))?;
                 let text = format!("version: 0\ntopic_id: {}\n", id.as_hyphenated());
                 write_atomically(&dir.join(PARTITION_METADATA), text.as_bytes())?;
                 PartitionLog::open(&dir)

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use super::producer_state::ProducerStates;
 use super::roll_flush::{RollFlushes, RolledSegment};
 use super::segment::{Backing, BatchInfo, Segment, index_file_name, is_intact, segment_file_name};
-use super::{StorageError, write_atomically};
+use super::{StorageError, create_dir_durably, sync_dir, write_atomically};
 use crate::protocol::FetchedRecords;
 use crate::protocol::record_batch::{BATCH_HEADER_BYTES, BatchHeader, LOG_OVERHEAD_BYTES, rewritten_prefix};
 
@@ -145,13 +145,13 @@ impl PartitionLog {
             let path = path.to_path_buf();
             move |e| StorageError::io(&path, e)
         };
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        create_dir_durably(dir).map_err(io_err(dir))?;
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean = marker.exists();
         if clean {
             // From here on a crash must look unclean.
             std::fs::remove_file(&marker).map_err(io_err(&marker))?;
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+            sync_dir(dir).map_err(io_err(dir))?;
         }
         let mut bases: Vec<i64> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
@@ -165,7 +165,10 @@ impl PartitionLog {
             })
             .collect();
         bases.sort_unstable();
-        if bases.is_empty() {
+        // A new log: its first segment's name must survive a power loss
+        // as its records will.
+        let new_log = bases.is_empty();
+        if new_log {
             bases.push(0);
         }
         let mut recovery = Recovery {
@@ -192,6 +195,9 @@ impl PartitionLog {
                 .create(true)
                 .open(&path)
                 .map_err(io_err(&path))?;
+            if new_log {
+                sync_dir(dir).map_err(io_err(dir))?;
+            }
             let metadata = file.metadata().map_err(io_err(&path))?;
             let file_bytes = metadata.len();
             let mut segment = Segment::new(
@@ -794,7 +800,7 @@ impl PartitionLog {
     fn reopen_after_close(&mut self) -> io::Result<()> {
         if let Some(dir) = &self.dir {
             remove_if_present(&dir.join(CLEAN_SHUTDOWN_MARKER)).map_err(|e| io::Error::other(e.to_string()))?;
-            File::open(dir)?.sync_all()?;
+            sync_dir(dir)?;
         }
         self.closed = false;
         Ok(())

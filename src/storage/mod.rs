@@ -28,7 +28,7 @@ mod roll_flush;
 pub mod segment;
 
 pub use catalog::{BrokerConfigScope, Catalog, StoredTopic};
-pub use log::{AppendedBatch, PartitionLog};
+pub use log::{AppendedBatch, PartitionLog, SyncHandle};
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,30 @@ impl StorageError {
     }
 }
 
+/// Fsyncs the directory `dir`, so that the names created, renamed or
+/// removed in it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing parents, each new one's name made durable
+/// by an fsync of the directory holding it: a file fsynced in a directory
+/// whose own name was never synced can still vanish with it.
+pub(crate) fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        create_dir_durably(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        result => result?,
+    }
+    sync_dir(parent.unwrap_or(Path::new(".")))
+}
+
 /// Replaces `path` with `contents` atomically: write a temporary file, sync
 /// it, rename it over the old one, and sync the directory so the rename
 /// itself survives a crash.
@@ -83,7 +107,7 @@ pub(crate) fn replace_file(path: &Path, contents: &[u8], sync: bool) -> Result<(
         }
         std::fs::rename(&tmp, path)?;
         if sync && let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
+            sync_dir(dir)?;
         }
         Ok(())
     })();
