@@ -421,3 +421,71 @@ async fn the_flush_policies_fsync_by_count_and_by_time() {
     eventually("the flusher to fsync", || Some(partition_state()).filter(|s| s.0 > 0)).await;
     assert_eq!(partition_state().1, 0, "nothing left unsynced");
 }
+
+/// Commits one offset at a time with rdkafka, from outside any group, each
+/// after the last was answered; the committed-offsets log's fsync count
+/// after each answer.
+async fn offsets_fsyncs_after_each_commit(broker: &minikafka::BrokerHandle, count: i64) -> Vec<u64> {
+    broker.broker().get_or_create_topic("committed", 1).unwrap();
+    let bootstrap = broker.local_addr().to_string();
+    let server = broker.broker().clone();
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "flush-policy")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        (1..=count)
+            .map(|offset| {
+                let mut offsets = rdkafka::TopicPartitionList::new();
+                offsets
+                    .add_partition_offset("committed", 0, rdkafka::Offset::Offset(offset))
+                    .unwrap();
+                consumer.commit(&offsets, CommitMode::Sync).unwrap();
+                server.offsets_durable_syncs()
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// The committed-offsets log follows the flush policy, as Kafka's flush
+/// configs cover `__consumer_offsets`: under `--fsync always` each commit
+/// is answered after an fsync, by default none is, `--flush-messages 2`
+/// fsyncs at every second record, and `--flush-ms` fsyncs a quiet log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_follow_the_flush_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        fsync_always: true,
+        ..config(dir.path(), 1)
+    })
+    .await;
+    assert_eq!(offsets_fsyncs_after_each_commit(&broker, 3).await, [1, 2, 3]);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(config(dir.path(), 1)).await;
+    assert_eq!(offsets_fsyncs_after_each_commit(&broker, 2).await, [0, 0]);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        flush_messages: Some(2),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    // A new log's first record is the marker its first open writes (see
+    // protocol-notes/offsets.md): so the first commit is the second record.
+    assert_eq!(offsets_fsyncs_after_each_commit(&broker, 4).await, [1, 1, 2, 2]);
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(minikafka::BrokerConfig {
+        flush_ms: Some(50),
+        ..config(dir.path(), 1)
+    })
+    .await;
+    assert_eq!(offsets_fsyncs_after_each_commit(&broker, 1).await, [0]);
+    eventually("the flusher to fsync the committed offsets", || {
+        (broker.broker().offsets_durable_syncs() > 0).then_some(())
+    })
+    .await;
+}

@@ -155,7 +155,7 @@ pub fn leave_group(broker: &Broker, version: i16, request: &LeaveGroupRequest) -
     }
 }
 
-pub fn offset_commit(broker: &Broker, request: &OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(broker: &Broker, request: &OffsetCommitRequest) -> OffsetCommitResponse {
     let group_check = if request.group_id.is_empty() {
         ErrorCode::InvalidGroupId
     } else {
@@ -221,8 +221,18 @@ pub fn offset_commit(broker: &Broker, request: &OffsetCommitRequest) -> OffsetCo
         })
         .collect();
     if !accepted.is_empty() {
-        let written = broker.offsets().write(&request.group_id, accepted);
-        if let Err(e) = written {
+        let written = {
+            let mut store = broker.offsets();
+            store
+                .write(&request.group_id, accepted)
+                .map(|()| broker.offsets_sync_due(&store))
+        };
+        let durable = match written {
+            Ok(Some(end)) => broker.make_offsets_durable(end).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = durable {
             tracing::error!(group = %request.group_id, error = %e, "writing committed offsets failed");
             // As Kafka's group coordinator answers a storage error: a
             // retriable code that sends the client to find the coordinator
@@ -417,8 +427,8 @@ pub fn describe_groups(broker: &Broker, request: &DescribeGroupsRequest) -> Desc
     }
 }
 
-pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let results = request
+pub async fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results: Vec<DeletableGroupResult> = request
         .groups_names
         .iter()
         .map(|id| {
@@ -430,20 +440,32 @@ pub fn delete_groups(broker: &Broker, request: &DeleteGroupsRequest) -> DeleteGr
             }
         })
         .collect();
+    let deleted = |r: &DeletableGroupResult| r.error_code == ErrorCode::None.code();
+    let due = broker.offsets_sync_due(&broker.offsets());
+    if let Some(end) = due.filter(|_| results.iter().any(deleted))
+        && let Err(e) = broker.make_offsets_durable(end).await
+    {
+        tracing::error!(error = %e, "syncing deleted groups failed");
+        // As for a write that failed: gone here, but maybe not after a
+        // power loss.
+        for result in results.iter_mut().filter(|r| deleted(r)) {
+            result.error_code = ErrorCode::NotCoordinator.code();
+        }
+    }
     DeleteGroupsResponse {
         results,
         ..Default::default()
     }
 }
 
-pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDeleteResponse {
     // As Kafka: a consumer group keeps the offsets of the topics its members
     // subscribed to at its last generation (during a rebalance, the previous
     // one's), every topic when those are not known (no generation yet,
     // metadata that does not parse); any other group must be empty.
     // Under the coordinator's lock, so that no member joins or subscribes
     // anew between the check and the deletion.
-    broker.coordinator.with_group(&request.group_id, |group| {
+    let response = broker.coordinator.with_group(&request.group_id, |group| {
         let (live, protected) = match group {
             None => (false, Protected::Nothing),
             Some(group) if group.state == GroupState::Empty => (true, Protected::Nothing),
@@ -502,7 +524,18 @@ pub fn offset_delete(broker: &Broker, request: &OffsetDeleteRequest) -> OffsetDe
             topics,
             ..Default::default()
         }
-    })
+    });
+    let due = broker.offsets_sync_due(&broker.offsets());
+    if let Some(end) = due.filter(|_| response.error_code == ErrorCode::None.code())
+        && let Err(e) = broker.make_offsets_durable(end).await
+    {
+        tracing::error!(group = %request.group_id, error = %e, "syncing deleted committed offsets failed");
+        return OffsetDeleteResponse {
+            error_code: ErrorCode::NotCoordinator.code(),
+            ..Default::default()
+        };
+    }
+    response
 }
 
 /// Which of a group's committed offsets OffsetDelete must keep.

@@ -13,6 +13,7 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+mod shared_fsync;
 pub mod topic;
 mod topic_admin;
 pub mod topic_config;
@@ -72,6 +73,9 @@ pub struct Broker {
     /// Committed offsets, durable in their own log.
     /// Shared with the coordinator, which keeps groups' records there.
     offsets: Arc<Mutex<OffsetStore>>,
+    /// Under `--fsync always`, commits and deletions of committed offsets
+    /// wait here for their write to be fsynced before they are answered.
+    offsets_durable: shared_fsync::SharedFsync,
     /// Dynamic broker configs (AlterConfigs on the broker), over the flags.
     dynamic: RwLock<broker_config::DynamicConfigs>,
     /// Record bytes sent straight from segment files (sendfile), since start.
@@ -212,6 +216,7 @@ impl Broker {
             Some(root) => OffsetStore::open(root)?,
             None => OffsetStore::in_memory(),
         };
+        let offsets_durable = shared_fsync::SharedFsync::new(offsets.next_offset());
         let offsets = Arc::new(Mutex::new(offsets));
         let coordinator = coordinator::Coordinator::new(config.groups.clone(), offsets.clone());
         let dynamic = broker_config::DynamicConfigs {
@@ -231,6 +236,7 @@ impl Broker {
             }),
             coordinator,
             offsets,
+            offsets_durable,
             dynamic: RwLock::new(dynamic),
             file_bytes_sent: std::sync::atomic::AtomicU64::new(0),
         };
@@ -530,6 +536,39 @@ impl Broker {
         self.offsets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The committed-offsets log's end, when the flush policy wants what
+    /// was just written to it fsynced before the write is answered: always
+    /// under `--fsync always`, and once `--flush-messages` records are
+    /// unsynced. Kafka's flush configs cover `__consumer_offsets` as they
+    /// cover every topic.
+    pub(crate) fn offsets_sync_due(&self, store: &OffsetStore) -> Option<i64> {
+        let due = self.config.fsync_always
+            || self
+                .config
+                .flush_messages
+                .is_some_and(|n| store.unflushed_messages() >= n);
+        due.then(|| store.next_offset())
+    }
+
+    /// How many fsyncs of the committed-offsets log writes waiting for
+    /// durability (and `--flush-ms`) have caused.
+    pub fn offsets_durable_syncs(&self) -> u64 {
+        self.offsets_durable.syncs()
+    }
+
+    /// Waits until the committed-offsets log is fsynced up to `end`, as a
+    /// partition's producers wait, sharing fsyncs. Call it without the
+    /// store's lock.
+    pub(crate) async fn make_offsets_durable(&self, end: i64) -> std::io::Result<()> {
+        self.offsets_durable
+            .wait_for(
+                end,
+                || self.offsets().sync_handle(),
+                |end| self.offsets().mark_sync_failed(end),
+            )
+            .await
+    }
+
     /// Runs the group coordinator's timers (session timeouts, rebalance
     /// deadlines) until shutdown. Sleeps until the next deadline; idle
     /// groups cost nothing.
@@ -724,7 +763,8 @@ impl Broker {
     }
 
     /// Fsyncs, as group commit does (outside the log's lock), each
-    /// partition with records appended since its last sync.
+    /// partition with records appended since its last sync, and the
+    /// committed-offsets log.
     async fn flush_unflushed(&self) {
         for topic in self.topics() {
             for partition in &topic.partitions {
@@ -739,6 +779,15 @@ impl Broker {
                     tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "fsync failed");
                 }
             }
+        }
+        let offsets_end = {
+            let store = self.offsets();
+            (store.unflushed_messages() > 0).then(|| store.next_offset())
+        };
+        if let Some(end) = offsets_end
+            && let Err(e) = self.make_offsets_durable(end).await
+        {
+            tracing::error!(error = %e, "fsync of the committed-offsets log failed");
         }
     }
 
@@ -768,12 +817,12 @@ impl Broker {
             Request::SyncGroup(req) => Response::SyncGroup(groups::sync_group(self, &req).await),
             Request::Heartbeat(req) => Response::Heartbeat(groups::heartbeat(self, &req)),
             Request::LeaveGroup(req) => Response::LeaveGroup(groups::leave_group(self, version, &req)),
-            Request::OffsetCommit(req) => Response::OffsetCommit(groups::offset_commit(self, &req)),
+            Request::OffsetCommit(req) => Response::OffsetCommit(groups::offset_commit(self, &req).await),
             Request::OffsetFetch(req) => Response::OffsetFetch(groups::offset_fetch(self, version, &req)),
             Request::ListGroups(req) => Response::ListGroups(groups::list_groups(self, &req)),
             Request::DescribeGroups(req) => Response::DescribeGroups(groups::describe_groups(self, &req)),
-            Request::DeleteGroups(req) => Response::DeleteGroups(groups::delete_groups(self, &req)),
-            Request::OffsetDelete(req) => Response::OffsetDelete(groups::offset_delete(self, &req)),
+            Request::DeleteGroups(req) => Response::DeleteGroups(groups::delete_groups(self, &req).await),
+            Request::OffsetDelete(req) => Response::OffsetDelete(groups::offset_delete(self, &req).await),
             Request::CreateTopics(req) => Response::CreateTopics(topic_admin::create_topics(self, version, &req)),
             Request::DeleteTopics(req) => Response::DeleteTopics(topic_admin::delete_topics(self, version, &req)),
             Request::CreatePartitions(req) => Response::CreatePartitions(topic_admin::create_partitions(self, &req)),

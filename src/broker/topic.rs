@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use uuid::Uuid;
 
+use super::shared_fsync::SharedFsync;
 use crate::storage::PartitionLog;
 
 pub struct Topic {
@@ -20,57 +21,35 @@ pub struct Topic {
 pub struct Partition {
     pub index: i32,
     log: Mutex<PartitionLog>,
-    /// Offset below which everything is known to be fsynced. Producers that
-    /// need durability queue here: while one fsyncs, the others wait, and
-    /// one fsync then covers them all (group commit).
-    durable: tokio::sync::Mutex<i64>,
-    /// Fsyncs `make_durable` has run (for the group commit figure).
-    durable_syncs: std::sync::atomic::AtomicU64,
+    /// Producers that need durability wait here, sharing fsyncs.
+    durable: SharedFsync,
 }
 
 impl Partition {
     pub fn new(index: i32, log: PartitionLog) -> Self {
-        let durable = log.next_offset();
+        let durable = SharedFsync::new(log.next_offset());
         Partition {
             index,
             log: Mutex::new(log),
-            durable: tokio::sync::Mutex::new(durable),
-            durable_syncs: std::sync::atomic::AtomicU64::new(0),
+            durable,
         }
     }
 
     /// Waits until every record before `offset` is fsynced, syncing if no
-    /// one else has. The fsync runs outside the log's lock, on a blocking
-    /// thread, so appends (and other partitions) go on meanwhile.
+    /// one else has, outside the log's lock.
     pub async fn make_durable(&self, offset: i64) -> std::io::Result<()> {
-        let mut durable = self.durable.lock().await;
-        if *durable >= offset {
-            return Ok(());
-        }
-        let handle = self.log().sync_handle()?;
-        if let Some(handle) = handle {
-            let end = handle.end;
-            // A failure reaches the log through the handle even if this
-            // future is dropped meanwhile.
-            let synced = tokio::task::spawn_blocking(move || handle.sync())
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|result| result);
-            self.durable_syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(e) = synced {
-                self.log().mark_sync_failed(end);
-                return Err(e);
-            }
-            *durable = end;
-        } else {
-            *durable = i64::MAX; // in memory: nothing to sync
-        }
-        Ok(())
+        self.durable
+            .wait_for(
+                offset,
+                || self.log().sync_handle(),
+                |end| self.log().mark_sync_failed(end),
+            )
+            .await
     }
 
     /// How many fsyncs producers waiting for durability have caused.
     pub fn durable_syncs(&self) -> u64 {
-        self.durable_syncs.load(std::sync::atomic::Ordering::Relaxed)
+        self.durable.syncs()
     }
 
     /// The partition's log. Held only for synchronous work, never across an

@@ -34,7 +34,7 @@ use std::path::Path;
 use bytes::{Bytes, BytesMut};
 
 use super::StorageError;
-use super::log::PartitionLog;
+use super::log::{PartitionLog, SyncHandle};
 use crate::message;
 use crate::protocol::record_batch::{BatchHeader, Compression};
 use crate::protocol::records::{Record, RecordBatchBuilder, decode_batch};
@@ -683,6 +683,27 @@ impl OffsetStore {
 
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.log.sync()
+    }
+
+    /// Records written since the last sync.
+    pub fn unflushed_messages(&self) -> u64 {
+        self.log.unflushed_messages()
+    }
+
+    /// The offset after the last record written.
+    pub fn next_offset(&self) -> i64 {
+        self.log.next_offset()
+    }
+
+    /// What an fsync outside the store's lock needs (see
+    /// [`PartitionLog::sync_handle`]).
+    pub fn sync_handle(&mut self) -> std::io::Result<Option<SyncHandle>> {
+        self.log.sync_handle()
+    }
+
+    /// Records that such an fsync failed: every later write fails too.
+    pub fn mark_sync_failed(&mut self, end: i64) {
+        self.log.mark_sync_failed(end);
     }
 
     /// Syncs and closes the log cleanly (on shutdown).
