@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -53,21 +53,10 @@ impl FailingDisk {
         FailingDisk::under(&format!("/{TOPIC}-0/"))
     }
 
-    /// The directories whose paths contain `under` fail. Builds the shim,
-    /// with `$CC` or `cc`.
+    /// The directories whose paths contain `under` fail. Builds the shim.
     fn under(under: &str) -> FailingDisk {
         let dir = tempfile::tempdir().unwrap();
-        let shim = dir.path().join("libfailing_disk.so");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/native/failing_disk.c");
-        let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-        let status = std::process::Command::new(&compiler)
-            .args(["-shared", "-fPIC", "-O2", "-o"])
-            .arg(&shim)
-            .arg(&source)
-            .arg("-ldl")
-            .status()
-            .unwrap_or_else(|e| panic!("running {compiler} to build the disk shim: {e}"));
-        assert!(status.success(), "building the disk shim with {compiler}");
+        let shim = build_shim("failing_disk", dir.path());
         FailingDisk {
             data: dir.path().join("data"),
             fsync_switch: dir.path().join("fail-fsync-now"),

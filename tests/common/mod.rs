@@ -368,6 +368,23 @@ pub fn assert_stored_verbatim(sent: &[Bytes], stored: &[Bytes]) {
     }
 }
 
+/// Builds the LD_PRELOAD shim `tests/native/<name>.c` into `dir`, with
+/// `$CC` or `cc`; the library's path.
+pub fn build_shim(name: &str, dir: &Path) -> PathBuf {
+    let library = dir.join(format!("lib{name}.so"));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/native/{name}.c"));
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = std::process::Command::new(&compiler)
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .args(["-ldl", "-lpthread"])
+        .status()
+        .unwrap_or_else(|e| panic!("running {compiler} to build the {name} shim: {e}"));
+    assert!(status.success(), "building the {name} shim with {compiler}");
+    library
+}
+
 /// The Python interpreter that has kafka-python (set by scripts/test.sh).
 pub fn python() -> PathBuf {
     match std::env::var_os("MINIKAFKA_PYTHON") {

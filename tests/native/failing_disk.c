@@ -22,23 +22,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fd_under.h"
+
 static int should_fail(int fd, const char *switch_variable) {
     const char *switch_file = getenv(switch_variable);
     const char *under = getenv("FAILING_DISK_UNDER");
     if (switch_file == NULL || under == NULL || access(switch_file, F_OK) != 0) {
         return 0;
     }
-    char link[64];
-    char path[4096];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof path - 2);
-    if (n < 0) {
-        return 0;
-    }
-    /* A trailing slash, so that a directory's own fsync matches too. */
-    path[n] = '/';
-    path[n + 1] = '\0';
-    return strstr(path, under) != NULL;
+    return fd_is_under(fd, under);
 }
 
 static void *real(const char *name) {
