@@ -990,6 +990,63 @@ mod by_hand {
         broker.shutdown().await;
     }
 
+    /// The bytes of the committed-offsets log's segments under `data`.
+    fn offsets_log_bytes(data: &std::path::Path) -> u64 {
+        std::fs::read_dir(data.join("group-offsets"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "log"))
+            .map(|path| std::fs::metadata(path).unwrap().len())
+            .sum()
+    }
+
+    /// A group that rebalances again and again and never commits grows
+    /// the committed-offsets log with its records alone (each holds the
+    /// member's 16 KiB assignment here). The coordinator's timer task
+    /// rewrites the log once it passes the 1 MiB threshold, as a commit's
+    /// write would, so 2.4 MB of records leave it under 1.5 MB.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_records_alone_do_not_grow_the_offsets_log_for_ever() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = start(config(dir.path(), 1)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let assignment = vec![7u8; 16 * 1024];
+        let first = joined(&mut client, join("churn", "", None), 9).await;
+        assert_eq!(first.error_code, ErrorCode::MemberIdRequired.code());
+        let member = first.member_id;
+        let mut generations = Vec::new();
+        for _ in 0..150 {
+            // The leader's rejoin rebalances a Stable group: a new
+            // generation, whose SyncGroup writes the group's record.
+            let me = joined(&mut client, join("churn", &member, None), 9).await;
+            assert_eq!((me.error_code, &me.member_id), (0, &member));
+            let Response::SyncGroup(synced) = client
+                .call(
+                    sync("churn", me.generation_id, &member, vec![(&member, &assignment)]),
+                    5,
+                )
+                .await
+            else {
+                panic!()
+            };
+            assert_eq!(synced.error_code, 0);
+            assert_eq!(synced.assignment.len(), assignment.len());
+            generations.push(me.generation_id);
+        }
+        assert_eq!(generations, (1..=150).collect::<Vec<_>>());
+        eventually("the offsets log is rewritten", || {
+            (offsets_log_bytes(dir.path()) < 1_500_000).then_some(())
+        })
+        .await;
+        // The rewrite kept the group's record: its generation follows on
+        // after a restart.
+        broker.shutdown().await;
+        let broker = start(config(dir.path(), 1)).await;
+        let mut client = RawClient::connect(broker.local_addr()).await;
+        let again = joined(&mut client, join("churn", &member, None), 9).await;
+        assert_eq!(again.generation_id, 151);
+    }
+
     /// A group whose member was there when the broker stopped has it back
     /// after the restart, as Kafka loads its group metadata: Stable, with
     /// its assignment, heartbeating and committing under its generation,

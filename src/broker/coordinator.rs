@@ -410,11 +410,17 @@ impl Coordinator {
             group.keep_failed = false;
             return true;
         }
-        let written = self
-            .store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keep_group(&group.id, kept.clone());
+        let (written, rewrite_due) = {
+            let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+            let written = store.keep_group(&group.id, kept.clone());
+            (written, store.rewrite_due())
+        };
+        if rewrite_due {
+            // Group records alone can grow the log (a group that rebalances
+            // and never commits): the timer task rewrites it, outside this
+            // lock (`Broker::run_group_timers`).
+            self.timers.notify_one();
+        }
         let failed_before = std::mem::replace(&mut group.keep_failed, written.is_err());
         match written {
             Ok(()) => {

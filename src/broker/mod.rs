@@ -571,11 +571,14 @@ impl Broker {
 
     /// Runs the group coordinator's timers (session timeouts, rebalance
     /// deadlines) until shutdown. Sleeps until the next deadline; idle
-    /// groups cost nothing.
+    /// groups cost nothing. Each run also rewrites the committed-offsets
+    /// log if group records have grown it enough, under the store's lock
+    /// only, as a commit's write would.
     pub async fn run_group_timers(&self) {
         let mut shutdown = self.shutdown_signal();
         loop {
             let next = self.coordinator.tick(tokio::time::Instant::now());
+            self.offsets().rewrite_if_due_logged();
             let wake = next.unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}

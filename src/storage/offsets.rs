@@ -558,7 +558,7 @@ impl OffsetStore {
 
     /// The write is in the log and in memory whatever happens next: a
     /// failed rewrite only leaves the log longer.
-    fn rewrite_if_due_logged(&mut self) {
+    pub fn rewrite_if_due_logged(&mut self) {
         if let Err(e) = self.rewrite_if_due() {
             tracing::warn!(error = %e, "rewriting the committed-offsets log failed");
             self.rewritten_bytes = self.log.size_bytes();
@@ -568,8 +568,7 @@ impl OffsetStore {
     /// Rewrites the log (see the module documentation) once it has grown
     /// past both the minimum and twice what the last rewrite left.
     fn rewrite_if_due(&mut self) -> std::io::Result<()> {
-        let grown = self.log.size_bytes().saturating_sub(self.rewritten_bytes);
-        if self.skipped_records || grown <= self.rewrite_after_bytes_min.max(2 * self.rewritten_bytes) {
+        if !self.rewrite_due() {
             return Ok(());
         }
         let before = self.log.size_bytes();
@@ -584,6 +583,13 @@ impl OffsetStore {
             "rewrote the committed-offsets log with its live commits"
         );
         Ok(())
+    }
+
+    /// Whether the log has grown past both the minimum and twice what the
+    /// last rewrite left (and holds nothing a rewrite would lose).
+    pub fn rewrite_due(&self) -> bool {
+        let grown = self.log.size_bytes().saturating_sub(self.rewritten_bytes);
+        !self.skipped_records && grown > self.rewrite_after_bytes_min.max(2 * self.rewritten_bytes)
     }
 
     /// Appends every live commit to a new segment; returns its first offset.
@@ -656,7 +662,8 @@ impl OffsetStore {
             None => self.kept_groups.remove(group),
         };
         // No rewrite here: the coordinator's lock is held, and every group
-        // request would wait for its fsync. The next commit's write does it.
+        // request would wait for its fsync. The coordinator's timer task
+        // does it, outside that lock, when `rewrite_due` says so.
         Ok(())
     }
 
