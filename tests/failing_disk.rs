@@ -9,7 +9,8 @@
 //!   everything that was acknowledged is there.
 //! - A full partition: the same clients are refused while it is full, and
 //!   take writes again at the next offset once there is room; nothing torn
-//!   is left in the log.
+//!   is left in the log. If the torn part cannot be cut off either, the
+//!   partition refuses appends until a restart cuts it.
 //! - A full offsets log: a rebalance that cannot be recorded answers
 //!   SyncGroup NOT_COORDINATOR, and the group forms once there is room.
 
@@ -45,6 +46,7 @@ struct FailingDisk {
     under: String,
     fsync_switch: PathBuf,
     full_switch: PathBuf,
+    cut_switch: PathBuf,
 }
 
 impl FailingDisk {
@@ -61,6 +63,7 @@ impl FailingDisk {
             data: dir.path().join("data"),
             fsync_switch: dir.path().join("fail-fsync-now"),
             full_switch: dir.path().join("full-now"),
+            cut_switch: dir.path().join("fail-cuts-now"),
             under: under.to_string(),
             shim,
             _dir: dir,
@@ -73,6 +76,7 @@ impl FailingDisk {
             ("LD_PRELOAD", self.shim.to_str().unwrap()),
             ("FAILING_DISK_FSYNC_WHILE", self.fsync_switch.to_str().unwrap()),
             ("FAILING_DISK_FULL_WHILE", self.full_switch.to_str().unwrap()),
+            ("FAILING_DISK_CUT_WHILE", self.cut_switch.to_str().unwrap()),
             ("FAILING_DISK_UNDER", &self.under),
         ];
         spawn_broker_with_env(&self.data, extra, &env).await
@@ -92,6 +96,21 @@ impl FailingDisk {
 
     fn make_room(&self) {
         std::fs::remove_file(&self.full_switch).unwrap();
+    }
+
+    /// The length of partition 0's first segment file.
+    fn first_segment_bytes(&self) -> u64 {
+        let segment = self.data.join(format!("{TOPIC}-0/00000000000000000000.log"));
+        std::fs::metadata(segment).unwrap().len()
+    }
+
+    /// Cutting a file short (ftruncate) fails with EIO.
+    fn fail_cuts(&self) {
+        std::fs::write(&self.cut_switch, b"").unwrap();
+    }
+
+    fn allow_cuts(&self) {
+        std::fs::remove_file(&self.cut_switch).unwrap();
     }
 }
 
@@ -341,6 +360,18 @@ async fn a_failed_fsync_after_a_segment_roll_refuses_later_appends() {
     );
 }
 
+/// Sends "before-0" to "before-2" to partition 0, which takes them at
+/// offsets 0 to 2; those (offset, value) pairs.
+async fn three_to_partition_0(producer: &FutureProducer) -> Vec<(i64, String)> {
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let value = format!("before-{i}");
+        assert_eq!(send(producer, 0, &value).await, Ok(i));
+        sent.push((i, value));
+    }
+    sent
+}
+
 /// A full disk: half of an append's write lands, then the write fails. The
 /// append is refused with KAFKA_STORAGE_ERROR and the torn half is cut off,
 /// so once there is room the partition takes writes at the next offset, and
@@ -351,15 +382,9 @@ async fn a_full_disk_refuses_appends_until_there_is_room() {
     let broker = disk.broker(&[]).await;
     let bootstrap = broker.addr.to_string();
     let producer = producer(&bootstrap);
-    let mut expected = Vec::new();
-    for i in 0..3 {
-        let value = format!("before-{i}");
-        assert_eq!(send(&producer, 0, &value).await, Ok(i));
-        expected.push((i, value));
-    }
+    let mut expected = three_to_partition_0(&producer).await;
     assert_eq!(send(&producer, 1, "other-0").await, Ok(0));
-    let segment = disk.data.join(format!("{TOPIC}-0/00000000000000000000.log"));
-    let segment_bytes = || std::fs::metadata(&segment).unwrap().len();
+    let segment_bytes = || disk.first_segment_bytes();
     let before_full = segment_bytes();
 
     disk.fill();
@@ -391,6 +416,54 @@ async fn a_full_disk_refuses_appends_until_there_is_room() {
 
     let broker = spawn_broker(&disk.data).await;
     assert_eq!(values_in(&broker.addr.to_string(), 0).await, expected);
+}
+
+/// A full disk that also fails the cut of the torn half: the segment then
+/// ends in part of a batch the log cannot account for, so the partition
+/// refuses appends, from librdkafka, kafka-python and kcat, even once there
+/// is room, until a restart, whose recovery cuts the tear off. Everything
+/// acknowledged is there after it, and appends go on at the next offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_append_that_cannot_be_cut_off_refuses_appends_until_a_restart() {
+    let disk = FailingDisk::new();
+    let broker = disk.broker(&[]).await;
+    let bootstrap = broker.addr.to_string();
+    let producer = producer(&bootstrap);
+    let expected = three_to_partition_0(&producer).await;
+    let segment_bytes = || disk.first_segment_bytes();
+    let before_full = segment_bytes();
+
+    disk.fill();
+    disk.fail_cuts();
+    assert_eq!(
+        send(&producer, 0, "torn").await,
+        Err(RDKafkaErrorCode::KafkaStorageError)
+    );
+    assert!(segment_bytes() > before_full, "half of the batch stayed");
+    disk.make_room();
+    disk.allow_cuts();
+    assert_eq!(
+        send(&producer, 0, "refused").await,
+        Err(RDKafkaErrorCode::KafkaStorageError),
+        "a log that ends in a tear takes nothing more"
+    );
+    kafka_python_and_kcat_are_refused(&bootstrap, 0).await;
+    assert_eq!(send(&producer, 1, "other-0").await, Ok(0), "other partitions go on");
+    let logged = eventually("the failed cut is logged", || {
+        Some(broker.logged("could not cut a failed append off")).filter(|l| !l.is_empty())
+    })
+    .await;
+    assert_eq!(logged.len(), 1, "the failed cut is logged once: {logged:?}");
+    drop(producer);
+    let mut broker = broker;
+    broker.child.kill().await.unwrap();
+
+    let broker = spawn_broker(&disk.data).await;
+    let bootstrap = broker.addr.to_string();
+    assert_eq!(values_in(&bootstrap, 0).await, expected);
+    assert_eq!(segment_bytes(), before_full, "recovery cut the tear off");
+    assert_eq!(broker.logged("cutting it off").len(), 1, "the cut is reported");
+    assert_eq!(send(&self::producer(&bootstrap), 0, "after-restart").await, Ok(3));
 }
 
 /// A full disk under the committed-offsets log: a rebalance whose group

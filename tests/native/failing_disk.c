@@ -11,6 +11,8 @@
  *   reaches the file and the next call on that thread fails with ENOSPC,
  *   as a write that runs out of room part way does, so the broker must cut
  *   the torn part off.
+ * - FAILING_DISK_CUT_WHILE: ftruncate fails with EIO, so that cutting a
+ *   torn write off fails too.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -129,4 +131,20 @@ ssize_t pwrite64(int fd, const void *buf, size_t len, off64_t offset) {
         return room < 0 ? -1 : pwrite64_fn(fd, buf, (size_t)room, offset);
     }
     return pwrite64_fn(fd, buf, len, offset);
+}
+
+int ftruncate(int fd, off_t length) {
+    if (should_fail(fd, "FAILING_DISK_CUT_WHILE")) {
+        errno = EIO;
+        return -1;
+    }
+    return ((int (*)(int, off_t))real("ftruncate"))(fd, length);
+}
+
+int ftruncate64(int fd, off64_t length) {
+    if (should_fail(fd, "FAILING_DISK_CUT_WHILE")) {
+        errno = EIO;
+        return -1;
+    }
+    return ((int (*)(int, off64_t))real("ftruncate64"))(fd, length);
 }
