@@ -827,7 +827,7 @@ impl Broker {
             Request::DeleteGroups(req) => Response::DeleteGroups(groups::delete_groups(self, &req).await),
             Request::OffsetDelete(req) => Response::OffsetDelete(groups::offset_delete(self, &req).await),
             Request::CreateTopics(req) => Response::CreateTopics(topic_admin::create_topics(self, version, &req)),
-            Request::DeleteTopics(req) => Response::DeleteTopics(topic_admin::delete_topics(self, version, &req)),
+            Request::DeleteTopics(req) => Response::DeleteTopics(topic_admin::delete_topics(self, version, &req).await),
             Request::CreatePartitions(req) => Response::CreatePartitions(topic_admin::create_partitions(self, &req)),
             Request::DescribeCluster(req) => Response::DescribeCluster(topic_admin::describe_cluster(self, &req)),
             Request::DeleteRecords(req) => Response::DeleteRecords(delete_records::handle(self, &req)),

@@ -1,8 +1,8 @@
 //! One fsync shared by everyone waiting for a log's appends to be durable
 //! (group commit): while one waiter fsyncs, the others queue, and the
-//! next fsync covers them all. Used by partitions under `--fsync always`
-//! and `--flush-messages`, and by the committed-offsets log under
-//! `--fsync always`.
+//! next fsync covers them all. Used by partitions and by the
+//! committed-offsets log, under `--fsync always`, `--flush-messages` and
+//! `--flush-ms`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

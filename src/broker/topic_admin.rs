@@ -133,7 +133,7 @@ pub fn create_topics(broker: &Broker, version: i16, request: &CreateTopicsReques
     }
 }
 
-pub fn delete_topics(broker: &Broker, version: i16, request: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub async fn delete_topics(broker: &Broker, version: i16, request: &DeleteTopicsRequest) -> DeleteTopicsResponse {
     let asked: Vec<DeleteTopicState> = if version >= 6 {
         request.topics.clone()
     } else {
@@ -179,6 +179,15 @@ pub fn delete_topics(broker: &Broker, version: i16, request: &DeleteTopicsReques
             }
         })
         .collect();
+    // The deleted topics' commits went from the committed-offsets log:
+    // durable as the flush policy says before the answer, or they come
+    // back after a power cut for a topic created later under the name.
+    let due = broker.offsets_sync_due(&broker.offsets());
+    if let Some(end) = due
+        && let Err(e) = broker.make_offsets_durable(end).await
+    {
+        tracing::error!(error = %e, "syncing the deleted topics' committed offsets failed");
+    }
     DeleteTopicsResponse {
         responses,
         ..Default::default()

@@ -96,7 +96,11 @@ impl Catalog {
             root: Some(root.to_path_buf()),
             cluster_id,
         };
+        catalog.remove_unfinished(root)?;
         let topics = catalog.load_topics(recovery_threads)?;
+        // Names a crashed run made in the root without syncing them (and the
+        // removals above) are durable from here on.
+        sync_dir(root).map_err(|e| StorageError::io(root, e))?;
         Ok((catalog, topics))
     }
 
@@ -134,20 +138,44 @@ impl Catalog {
     }
 
     /// Removes a topic's files (partition directories and everything in
-    /// them), durably once it returns. The last partition goes first: a
-    /// crash part way leaves partitions 0 to n, a topic the next start can
-    /// open, where a gap in the numbers would stop it.
+    /// them), durably once it returns. Each partition's directory is
+    /// renamed out of the topic's names first, the last partition first
+    /// and each rename synced, then removed: a crash part way leaves
+    /// partitions 0 to k whole, a topic the next start opens, where a gap
+    /// in the numbers or a half-removed directory would stop it. The next
+    /// start removes what is left of the renamed ones.
     pub fn delete_topic(&self, name: &str, partition_count: i32) -> Result<(), StorageError> {
         let Some(root) = &self.root else { return Ok(()) };
+        let mut renamed = Vec::new();
         for index in (0..partition_count).rev() {
             let dir = root.join(format!("{name}-{index}"));
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            let doomed = unfinished_name(&dir, DELETING_SUFFIX);
+            match std::fs::rename(&dir, &doomed) {
+                Ok(()) => renamed.push(doomed),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(StorageError::io(&dir, e)),
             }
+            sync_dir(root).map_err(|e| StorageError::io(root, e))?;
         }
-        sync_dir(root).map_err(|e| StorageError::io(root, e))
+        for dir in renamed {
+            std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes what a crash left of a partition directory being created or
+    /// deleted (see [`Catalog::create_partitions`] and
+    /// [`Catalog::delete_topic`]).
+    fn remove_unfinished(&self, root: &Path) -> Result<(), StorageError> {
+        for entry in std::fs::read_dir(root).map_err(|e| StorageError::io(root, e))? {
+            let path = entry.map_err(|e| StorageError::io(root, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if path.is_dir() && (name.ends_with(CREATING_SUFFIX) || name.ends_with(DELETING_SUFFIX)) {
+                tracing::warn!(path = %path.display(), "removing a partition directory a crash left half created or deleted");
+                std::fs::remove_dir_all(&path).map_err(|e| StorageError::io(&path, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates the partitions of a new topic.
@@ -168,10 +196,17 @@ impl Catalog {
         };
         indexes
             .map(|index| {
+                // The directory takes its name with its topic id in it, so
+                // that a crash never leaves a partition without one (the
+                // next start would refuse it): it is made under a name that
+                // is no partition's, and renamed into place.
                 let dir = root.join(format!("{name}-{index}"));
-                create_dir_durably(&dir).map_err(|e| StorageError::io(&dir, e))?;
+                let staged = unfinished_name(&dir, CREATING_SUFFIX);
+                std::fs::create_dir(&staged).map_err(|e| StorageError::io(&staged, e))?;
                 let text = format!("version: 0\ntopic_id: {}\n", id.as_hyphenated());
-                write_atomically(&dir.join(PARTITION_METADATA), text.as_bytes())?;
+                write_atomically(&staged.join(PARTITION_METADATA), text.as_bytes())?;
+                std::fs::rename(&staged, &dir).map_err(|e| StorageError::io(&dir, e))?;
+                sync_dir(root).map_err(|e| StorageError::io(root, e))?;
                 PartitionLog::open(&dir)
             })
             .collect()
@@ -238,6 +273,21 @@ impl Catalog {
 /// Kafka's cluster ids are 22 characters: a random UUID in URL-safe base64.
 fn new_cluster_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes())
+}
+
+/// Suffixes of partition directories being created or deleted: no
+/// partition's name ends so (they end in its number), as Kafka marks the
+/// directories it deletes with `-delete`.
+const CREATING_SUFFIX: &str = "-creating";
+const DELETING_SUFFIX: &str = "-delete";
+
+/// `<dir>.<unique><suffix>`, beside `dir`, with `dir`'s name cut short as
+/// Kafka cuts its `-delete` names: a topic name takes up to 249 of the 255
+/// bytes a file name may have. Topic names are ASCII.
+fn unfinished_name(dir: &Path, suffix: &str) -> PathBuf {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let kept = name.get(..name.len().min(200)).unwrap_or(name);
+    dir.with_file_name(format!("{kept}.{}{suffix}", Uuid::new_v4().simple()))
 }
 
 fn split_partition_dir(name: &str) -> Option<(String, i32)> {

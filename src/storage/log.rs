@@ -309,6 +309,13 @@ impl PartitionLog {
             log.checkpoint().map_err(io_err(dir))?;
         }
         log.recover_producers().map_err(io_err(dir))?;
+        if !log.recovery.clean {
+            // After a crash: the removals of recovery (segments after a
+            // cut, stale snapshots) and names a crashed run made without
+            // syncing them become durable, so that a second power cut
+            // cannot bring back files that no longer follow the log.
+            sync_dir(dir).map_err(io_err(dir))?;
+        }
         Ok(log)
     }
 

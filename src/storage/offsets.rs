@@ -364,6 +364,11 @@ impl OffsetStore {
             );
         }
         store.rewrite_if_due().map_err(|e| StorageError::io(&dir, e))?;
+        // What the open wrote (the marker, an old log's group records) is
+        // durable before anything else is answered, whatever the policy.
+        if store.log.unflushed_messages() > 0 {
+            store.log.sync().map_err(|e| StorageError::io(&dir, e))?;
+        }
         Ok(store)
     }
 
