@@ -205,6 +205,13 @@ impl Catalog {
                 std::fs::create_dir(&staged).map_err(|e| StorageError::io(&staged, e))?;
                 let text = format!("version: 0\ntopic_id: {}\n", id.as_hyphenated());
                 write_atomically(&staged.join(PARTITION_METADATA), text.as_bytes())?;
+                if dir.exists() {
+                    // Left by a creation that failed after its rename (its
+                    // log could not be opened): the topic does not have
+                    // this partition, so nothing of it is live.
+                    tracing::warn!(path = %dir.display(), "replacing a partition directory a failed creation left");
+                    std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+                }
                 std::fs::rename(&staged, &dir).map_err(|e| StorageError::io(&dir, e))?;
                 sync_dir(root).map_err(|e| StorageError::io(root, e))?;
                 PartitionLog::open(&dir)
